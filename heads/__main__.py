@@ -1,0 +1,3 @@
+from heads.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""`heads`: one command-line tool for every stage (prepare, train, finetune, evaluate, export, animate, bench).
+
+Each subcommand is a typed dataclass config (parsed with tyro, help text from the field comments) and one library
+function. Both are named by import path so that `heads --help` and torch-free commands never import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Command:
+    config: str  # "module:ConfigClass", importable without torch
+    run: str  # "module:function", called with the parsed config
+    summary: str
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("training.config:TrainConfig", "training.train:train", "Meta-learn E, G and D on episodes."),
+    "bench train": Command(
+        "training.config:TrainBenchConfig", "training.bench:bench_train",
+        "Training speed (it/s, images/s, peak memory) of the compact and paper models, as JSON.",
+    ),
+}
+
+
+def _load(path: str):
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: heads COMMAND [--help] [--dry-run] [--preset NAME] [OPTIONS]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {cmd.summary}" for name, cmd in COMMANDS.items()]
+    lines += [
+        "",
+        "--dry-run prints the final config as JSON and exits; --preset picks a named starting config",
+        "(see `heads COMMAND --help`), which further options override.",
+    ]
+    return "\n".join(lines)
+
+
+def _split(argv: list[str]) -> tuple[str, list[str]]:
+    """Longest command name that prefixes argv, e.g. `bench train` before `bench`."""
+    for n in (2, 1):
+        name = " ".join(argv[:n])
+        if len(argv) >= n and name in COMMANDS:
+            return name, argv[n:]
+    raise SystemExit(f"heads: unknown command {' '.join(argv[:2])!r}\n\n{_usage()}")
+
+
+def _pop_option(args: list[str], flag: str, takes_value: bool) -> tuple[str | bool | None, list[str]]:
+    for i, arg in enumerate(args):
+        if arg == flag:
+            if not takes_value:
+                return True, args[:i] + args[i + 1 :]
+            if i + 1 >= len(args):
+                raise SystemExit(f"heads: {flag} needs a value")
+            return args[i + 1], args[:i] + args[i + 2 :]
+        if takes_value and arg.startswith(flag + "="):
+            return arg.split("=", 1)[1], args[:i] + args[i + 1 :]
+    return (None if takes_value else False), args
+
+
+def parse(argv: list[str]) -> tuple[Command, object, bool]:
+    """Turn argv into (command, config, dry_run); exits with a message on bad input."""
+    import tyro
+
+    name, rest = _split(argv)
+    command = COMMANDS[name]
+    config_cls = _load(command.config)
+    preset, rest = _pop_option(rest, "--preset", takes_value=True)
+    dry_run, rest = _pop_option(rest, "--dry-run", takes_value=False)
+    default = None
+    if preset is not None:
+        presets = getattr(config_cls, "presets", None)
+        if presets is None:
+            raise SystemExit(f"heads {name}: this command has no presets")
+        choices = presets()
+        if preset not in choices:
+            raise SystemExit(f"heads {name}: unknown preset {preset!r}; choose one of {', '.join(choices)}")
+        default = choices[preset]
+    config = tyro.cli(config_cls, args=rest, default=default, prog=f"heads {name}", description=command.summary)
+    return command, config, bool(dry_run)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return
+    command, config, dry_run = parse(argv)
+    if dry_run:
+        print(json.dumps(dataclasses.asdict(config), indent=2, default=str))
+        return
+    _load(command.run)(config)
+
+
+if __name__ == "__main__":
+    main()
