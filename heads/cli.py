@@ -26,6 +26,10 @@ COMMANDS: dict[str, Command] = {
         "training.config:TrainBenchConfig", "training.bench:bench_train",
         "Training speed (it/s, images/s, peak memory) of the compact and paper models, as JSON.",
     ),
+    "bench warp": Command(
+        "faces.bench_warp:WarpBenchConfig", "faces.bench_warp:bench_warp",
+        "Milliseconds per frame of the piecewise-affine warp (maps and remap, 128 and 256 px), as JSON.",
+    ),
 }
 
 
@@ -99,7 +103,12 @@ def main(argv: list[str] | None = None) -> None:
     if dry_run:
         print(json.dumps(dataclasses.asdict(config), indent=2, default=str))
         return
-    _load(command.run)(config)
+    from heads.errors import UserError
+
+    try:
+        _load(command.run)(config)
+    except (UserError, FileNotFoundError) as error:
+        raise SystemExit(f"heads {argv[0]}: error: {error}") from None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,190 @@
+"""Typed configs for the networks and the meta-learning stage. Torch-free, so the CLI can parse them cheaply.
+
+A ModelConfig is stored next to every checkpoint and release, so a model always rebuilds from its own files.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of E, G and D. Channels at a feature map of side r are min(max_channels, base * res / (2r))."""
+
+    resolution: int = 128
+    """Side of frames and landmark images (64, 128 or 256)."""
+    base_channels: int = 32
+    """Channels after the first down-sampling block (64 in the paper)."""
+    max_channels: int = 256
+    """Cap on channels anywhere (512 in the paper)."""
+    embed_dim: int = 256
+    """N: size of the identity embedding ê and of D's projection vectors (512 in the paper)."""
+    res_blocks: int = 2
+    """Number of AdaIN residual blocks at G's bottleneck (5 in the paper)."""
+    bottleneck: int = 16
+    """Side of G's lowest feature map (16 in the paper at 256 px)."""
+    attention_down: int = 32
+    """Side at which E, D and G's encoder apply self-attention."""
+    attention_up: int = 64
+    """Side at which G's decoder applies self-attention."""
+
+    def __post_init__(self) -> None:
+        if self.resolution not in (64, 128, 256):
+            raise ValueError(f"resolution must be 64, 128 or 256, not {self.resolution}")
+        if not 4 <= self.bottleneck < self.resolution or self.resolution % self.bottleneck:
+            raise ValueError(f"bottleneck {self.bottleneck} must divide the resolution and be smaller")
+        if self.res_blocks < 0 or self.embed_dim < 1 or self.base_channels < 4:
+            raise ValueError("res_blocks must be >= 0, embed_dim >= 1 and base_channels >= 4")
+
+    def channels(self, side: int) -> int:
+        return min(self.max_channels, self.base_channels * self.resolution // (2 * side))
+
+    @staticmethod
+    def paper() -> ModelConfig:
+        """Zakharov et al. at 256×256: G ≈ 38M, E ≈ 15M, D ≈ 20M parameters (without W)."""
+        return ModelConfig(256, 64, 512, 512, 5, 16)
+
+    @staticmethod
+    def compact() -> ModelConfig:
+        """Narrow model for CPU meta-learning and real-time CPU inference."""
+        return ModelConfig()
+
+    @staticmethod
+    def tiny() -> ModelConfig:
+        """Smallest useful model: tests and smoke runs."""
+        return ModelConfig(64, 8, 64, 64, 1, 16)
+
+
+MODEL_PRESETS = {"compact": ModelConfig.compact, "paper": ModelConfig.paper, "tiny": ModelConfig.tiny}
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights; defaults are the published paper's."""
+
+    perceptual: tuple[str, ...] = ("dlib",)
+    """Feature networks of L_CNT, any of vgg19, vggface, dlib (dlib needs no download)."""
+    perceptual_dir: str | None = None
+    """Folder with vgg19.safetensors / vggface.safetensors (see docs/perceptual.md)."""
+    vgg19: float = 1.5e-1
+    vggface: float = 2.5e-2
+    dlib: float = 2.5e-2
+    """Weight of the dlib face-recognition features (same role as VGGFace's)."""
+    l1: float = 0.0
+    """Optional pixel L1 (not in the paper; helps tiny CPU runs converge)."""
+    feature_matching: float = 10.0
+    """L_FM weight inside L_ADV."""
+    match: float = 10.0
+    """L_MCH weight (80 in the paper's first version, 10 in the published one); 0 gives the FF variant."""
+    random_perceptual: bool = False
+    """Use randomly initialised feature networks: only for tests that ask for it."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where episodes come from."""
+
+    source: Literal["synthetic", "prepared"] = "synthetic"
+    """`synthetic` draws cartoon faces in code (no files); `prepared` reads `heads prepare` output."""
+    root: str | None = None
+    """Prepared dataset folder (for source=prepared)."""
+    split: str = "train"
+    synthetic_videos: int = 16
+    """Number of synthetic identities (videos) for source=synthetic."""
+    workers: int = 0
+    """DataLoader worker processes."""
+    flip: bool = True
+    color_jitter: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Meta-learning of E, G, D (the paper's first stage)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig.compact)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    k: int = 8
+    """K: reference frames per episode embedded by E."""
+    batch: int = 4
+    """Episodes per step (per process under DDP)."""
+    steps: int = 1000
+    lr_g: float = 5e-5
+    """Adam learning rate of E, G (and P, W)."""
+    lr_d: float = 2e-4
+    d_steps: int = 1
+    """Discriminator updates per generator update."""
+    betas: tuple[float, float] = (0.0, 0.9)
+    ema: float = 0.0
+    """EMA decay for E and G (0 disables), e.g. 0.999."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Autocast dtype; fp16 uses a gradient scaler (CUDA)."""
+    compile: bool = False
+    """torch.compile the networks (CUDA)."""
+    device: str = "auto"
+    """auto = cuda when available, else cpu."""
+    seed: int = 0
+    outdir: str = "runs"
+    """Parent of the numbered run directories."""
+    run_name: str = "meta"
+    resume: str | None = None
+    """Run directory (or checkpoint folder) to continue exactly where it stopped."""
+    checkpoint_every: int = 500
+    image_every: int = 250
+    log_every: int = 10
+    keep_checkpoints: int = 2
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.batch < 1 or self.steps < 0 or self.d_steps < 1:
+            raise ValueError("k, batch and d_steps must be >= 1 and steps >= 0")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError("ema must be in [0, 1)")
+
+    @staticmethod
+    def presets() -> dict[str, TrainConfig]:
+        return {name: TrainConfig(model=make()) for name, make in MODEL_PRESETS.items()}
+
+    def with_model(self, model: ModelConfig) -> TrainConfig:
+        return replace(self, model=model)
+
+
+@dataclass(frozen=True)
+class TrainBenchConfig:
+    """Training-step speed of named model presets on this device."""
+
+    presets: tuple[str, ...] = ("compact", "paper")
+    batch: int = 2
+    k: int = 8
+    steps: int = 3
+    """Timed steps per preset (after one warm-up step)."""
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    out: str = "runs/bench/train.json"
+
+
+def to_dict(config) -> dict:
+    """A config as plain JSON-ready values."""
+    return json.loads(json.dumps(asdict(config)))
+
+
+def from_dict(cls, values: dict):
+    """Rebuild a (nested) config dataclass from `to_dict` output; unknown keys are an error, not ignored."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if is_dataclass(hint):
+            value = from_dict(hint, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)

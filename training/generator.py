@@ -1,0 +1,56 @@
+"""Generator G(y, ê): landmark image to frame, with every AdaIN scale and bias taken from ψ̂ = P·ê."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from training.config import ModelConfig
+from training.layers import AdaIN, DownTrunk, ResBlock, SelfAttention, conv, linear
+
+
+class Generator(nn.Module):
+    """Encoder: residual down-sampling with affine instance norm (attention at 32×32) to the bottleneck.
+    Decoder: AdaIN residual blocks, then AdaIN up-sampling blocks (attention at 64×64), AdaIN, ReLU, conv, tanh.
+
+    `psi(e)` and `render(y, psi)` are separate so that fine-tuning can train ψ′ directly and export can bake it in.
+    """
+
+    def __init__(self, cfg: ModelConfig, in_channels: int = 3):
+        super().__init__()
+        self.cfg = cfg
+        ch = cfg.channels
+        self.encoder = DownTrunk(
+            in_channels, cfg.resolution, ch, cfg.attention_down, norm="instance", stop=cfg.bottleneck
+        )
+        side, c = cfg.bottleneck, self.encoder.out_channels
+        decoder: list[nn.Module] = [ResBlock(c, c, norm="adain") for _ in range(cfg.res_blocks)]
+        while side < cfg.resolution:
+            side *= 2
+            decoder.append(ResBlock(c, ch(side), "up", "adain"))
+            c = ch(side)
+            if side == cfg.attention_up:
+                decoder.append(SelfAttention(c))
+        self.decoder = nn.ModuleList(decoder)
+        self.out_norm = AdaIN(c)
+        self.out_conv = conv(c, 3)
+        self.adaptive = [m for m in [*decoder, self.out_norm] if getattr(m, "psi_size", 0)]
+        self.psi_size = sum(m.psi_size for m in self.adaptive)
+        self.P = linear(cfg.embed_dim, self.psi_size, bias=False)
+
+    def psi(self, e: Tensor) -> Tensor:
+        """ψ̂ = P·ê: (B, N) -> (B, psi_size), all AdaIN parameters of one person."""
+        return self.P(e)
+
+    def render(self, y: Tensor, psi: Tensor) -> Tensor:
+        """y: (B, C_in, R, R) landmark image (plus guidance channels); psi: (B or 1, psi_size) -> (B, 3, R, R)."""
+        if psi.shape[0] != y.shape[0]:
+            psi = psi.expand(y.shape[0], -1)
+        chunks = iter(psi.split([m.psi_size for m in self.adaptive], 1))
+        h = self.encoder(y)[-1]
+        for block in self.decoder:
+            h = block(h, next(chunks)) if isinstance(block, ResBlock) else block(h)
+        h = self.out_norm(h, next(chunks)).relu()
+        return self.out_conv(h).tanh()
+
+    def forward(self, y: Tensor, e: Tensor) -> Tensor:
+        return self.render(y, self.psi(e))

@@ -1,0 +1,54 @@
+"""The paper's losses: content (perceptual), adversarial with feature matching, embedding match, and hinge."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from training.config import LossConfig
+
+
+def hinge_d(real: Tensor, fake: Tensor) -> Tensor:
+    """L_DSC = max(0, 1 + D(x̂)) + max(0, 1 − D(x)), averaged over the batch."""
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def adversarial_g(fake: Tensor) -> Tensor:
+    """The generator's half of L_ADV: −D(x̂)."""
+    return -fake.mean()
+
+
+def feature_matching(fake_feats: list[Tensor], real_feats: list[Tensor]) -> Tensor:
+    """L_FM: L1 between D's block outputs on fake and real, averaged over blocks; real side is a constant."""
+    return torch.stack([F.l1_loss(f, r.detach()) for f, r in zip(fake_feats, real_feats, strict=True)]).mean()
+
+
+def match(w: Tensor, e: Tensor) -> Tensor:
+    """L_MCH = ‖W_i − ê_i‖₁, as a per-component mean so that its weight does not depend on N."""
+    return F.l1_loss(w, e)
+
+
+class ContentLoss(nn.Module):
+    """L_CNT: weighted sum over feature networks of the summed L1 distances of their activations.
+
+    The feature networks are frozen; gradients reach the generated image only.
+    """
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__()
+        from training.perceptual import load_feature_net, random_feature_net
+
+        make = random_feature_net if cfg.random_perceptual else lambda n: load_feature_net(n, cfg.perceptual_dir)
+        self.nets = nn.ModuleDict({name: make(name) for name in cfg.perceptual})
+        self.weights = {name: float(getattr(cfg, name)) for name in cfg.perceptual}
+        self.l1 = cfg.l1
+
+    def forward(self, fake: Tensor, real: Tensor) -> Tensor:
+        """fake, real: (B, 3, R, R) RGB in [-1, 1]."""
+        loss = self.l1 * F.l1_loss(fake, real) if self.l1 else fake.new_zeros(())
+        for name, net in self.nets.items():
+            both = net(torch.cat([fake, real]))  # one pass over fake and real halves
+            dist = sum(F.l1_loss(f, r.detach()) for f, r in (t.chunk(2) for t in both))
+            loss = loss + self.weights[name] * dist
+        return loss

@@ -1,0 +1,270 @@
+"""Meta-learning, the paper's first stage: one step in `MetaLearner.step`, the loop around it in `train`."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from heads.errors import UserError
+from training import distributed
+from training.checkpoint import load_state, load_weights, resolve_checkpoint, save_checkpoint
+from training.config import TrainConfig, from_dict, to_dict
+from training.data import EpisodeSampler, SyntheticEpisodes, to_uint8
+from training.discriminator import Discriminator
+from training.losses import ContentLoss, adversarial_g, feature_matching, hinge_d, match
+from training.models import Networks
+from training.stats import StatsLog
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN or inf; the run stops before the bad step touches the weights."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def generator_losses(
+    fake: Tensor, x: Tensor, y: Tensor, w: Tensor, D: Discriminator, content: ContentLoss, fm_weight: float
+) -> dict[str, Tensor]:
+    """L_CNT and L_ADV = −D(x̂) + L_FM for a generated batch. The caller freezes D's parameters."""
+    scores, feats = D(torch.cat([fake, x]), torch.cat([y, y]), torch.cat([w, w]))  # one pass, fake half first
+    halves = [f.chunk(2) for f in feats]
+    return {
+        "cnt": content(fake, x),
+        "adv": adversarial_g(scores.chunk(2)[0]),
+        "fm": fm_weight * feature_matching([f for f, _ in halves], [r for _, r in halves]),
+    }
+
+
+def discriminator_loss(D: Discriminator, x: Tensor, y: Tensor, fake: Tensor, w: Tensor) -> Tensor:
+    """L_DSC on real frames and a detached fake, so no gradient reaches E or G."""
+    scores, _ = D(torch.cat([x, fake.detach()]), torch.cat([y, y]), torch.cat([w, w]))
+    real, fake_scores = scores.chunk(2)
+    return hinge_d(real, fake_scores)
+
+
+def lerp_module(ema: nn.Module, live: nn.Module, decay: float) -> None:
+    """EMA of parameters; buffers (spectral-norm vectors) are copied."""
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), live.parameters(), strict=True):
+            pe.lerp_(p, 1.0 - decay)
+        for be, b in zip(ema.buffers(), live.buffers(), strict=True):
+            be.copy_(b)
+
+
+class MetaLearner:
+    """E, G, D with their optimisers; `step` runs one G phase (E, G, P and W through L_MCH) and the D phases."""
+
+    def __init__(self, cfg: TrainConfig, num_videos: int, device: torch.device, world: int = 1):
+        self.cfg, self.device, self.world = cfg, device, world
+        self.nets = Networks.build(cfg.model, num_videos).to(device)
+        self.content = ContentLoss(cfg.loss).to(device)
+        E, G, D = self.nets.E, self.nets.G, self.nets.D
+        self.ema = {"E_ema": copy.deepcopy(E), "G_ema": copy.deepcopy(G)} if cfg.ema else {}
+        for m in self.ema.values():
+            m.requires_grad_(False)
+        # W learns in both phases: towards ê_i through L_MCH here, and as part of D through the hinge loss.
+        self.g_params = [*E.parameters(), *G.parameters(), *([D.W] if cfg.loss.match else [])]
+        self.opt_g = torch.optim.Adam(self.g_params, lr=cfg.lr_g, betas=cfg.betas)
+        self.opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+        fp16 = cfg.precision == "fp16"
+        self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
+        compile_ = torch.compile if cfg.compile else (lambda m: m)
+        self.E, self.G, self.D = compile_(E), compile_(G), compile_(D)
+        self.last: tuple[Tensor, Tensor, Tensor] | None = None  # (y, x, fake) of the latest step, for image grids
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {**self.nets.modules(), **self.ema}
+
+    def _check(self, losses: dict[str, Tensor], step: int) -> dict[str, float]:
+        """Average over processes and stop every process alike when a loss is not finite."""
+        values = distributed.average(torch.stack([v.detach().float() for v in losses.values()]), self.world)
+        result = dict(zip(losses, values.tolist(), strict=True))
+        bad = [k for k, v in result.items() if not np.isfinite(v)]
+        if bad:
+            raise TrainingDiverged(
+                f"loss {', '.join(bad)} became non-finite at step {step}; the weights were not updated and the last "
+                "checkpoint is intact. Lower the learning rates or use --precision fp32, then --resume."
+            )
+        return result
+
+    def _update(self, loss: Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, params) -> None:
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        distributed.average_gradients(params, self.world)
+        scaler.step(opt)
+        scaler.update()
+
+    def step(self, batch: dict, step: int = 0) -> dict[str, float]:
+        cfg, dev = self.cfg, self.device
+        frames = batch["frames"].to(dev, non_blocking=True)  # (B, K+1, 3, R, R)
+        lms = batch["landmarks"].to(dev, non_blocking=True)
+        video = batch["video"].to(dev)  # (B,)
+        x, y = frames[:, 0], lms[:, 0]
+        D = self.nets.D
+
+        # G phase: E, G, P (and W through L_MCH); D's own parameters frozen.
+        D.requires_grad_(False)
+        D.W.requires_grad_(bool(cfg.loss.match))
+        with autocast(dev, cfg.precision):
+            b, k = lms.shape[:2]
+            e = self.E(frames[:, 1:].flatten(0, 1), lms[:, 1:].flatten(0, 1)).view(b, k - 1, -1).mean(1)  # (B, N)
+            fake = self.G(y, e)
+            terms = generator_losses(fake, x, y, D.video_vector(video).detach(), self.D, self.content,
+                                     cfg.loss.feature_matching)
+            if cfg.loss.match:
+                terms["mch"] = cfg.loss.match * match(D.W[video], e.float())
+        logged = self._check(terms, step)
+        self._update(sum(terms.values()), self.opt_g, self.scaler_g, self.g_params)
+        D.requires_grad_(True)
+        for name, ema in self.ema.items():
+            lerp_module(ema, self.nets.modules()[name[0]], cfg.ema)
+
+        # D phase(s) on the same fake, detached.
+        for _ in range(cfg.d_steps):
+            with autocast(dev, cfg.precision):
+                dsc = discriminator_loss(self.D, x, y, fake, D.video_vector(video))
+            logged.update(self._check({"dsc": dsc}, step))
+            self._update(dsc, self.opt_d, self.scaler_d, list(D.parameters()))
+
+        with torch.no_grad():
+            logged["l1"] = float(distributed.average((fake.float() - x).abs().mean(), self.world))
+        self.last = (y.detach(), x.detach(), fake.detach().float())
+        return logged
+
+    def state(self, step: int) -> dict:
+        state = {
+            "step": step,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["rng_cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load(self, checkpoint: Path) -> int:
+        """Restore weights, optimisers and RNG from a checkpoint folder; returns the step to continue from."""
+        load_weights(checkpoint, self.modules())
+        state = load_state(checkpoint)
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.scaler_g.load_state_dict(state["scaler_g"])
+        self.scaler_d.load_state_dict(state["scaler_d"])
+        torch.set_rng_state(state["rng_cpu"])
+        if "rng_cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        return int(state["step"])
+
+
+def make_dataset(cfg: TrainConfig):
+    data = cfg.data
+    if data.source == "synthetic":
+        return SyntheticEpisodes(data.synthetic_videos, cfg.model.resolution, cfg.k, cfg.seed)
+    if not data.root:
+        raise UserError("--data.root is required with --data.source prepared (a folder written by `heads prepare`)")
+    from training.prepared import PreparedEpisodes
+
+    return PreparedEpisodes(
+        data.root, cfg.model.resolution, cfg.k, split=data.split, flip=data.flip, color_jitter=data.color_jitter
+    )
+
+
+def image_grid(y: Tensor, x: Tensor, fake: Tensor, rows: int = 4) -> np.ndarray:
+    """Rows of landmarks | real | generated, as one uint8 image."""
+    triplets = [np.concatenate(to_uint8(torch.stack([a, b, c])), 1) for a, b, c in zip(y, x, fake, strict=True)]
+    return np.concatenate(triplets[:rows], 0)
+
+
+def new_run_dir(outdir: str, name: str) -> Path:
+    """runs/00007-NAME: the next free number, like StyleGAN's run directories."""
+    root = Path(outdir)
+    root.mkdir(parents=True, exist_ok=True)
+    numbers = [int(p.name[:5]) for p in root.iterdir() if p.name[:5].isdigit()]
+    run_dir = root / f"{max(numbers, default=-1) + 1:05d}-{name}"
+    run_dir.mkdir()
+    return run_dir
+
+
+def _resumed_config(cfg: TrainConfig) -> tuple[TrainConfig, Path, Path]:
+    """A resumed run keeps its own config.json; only the length and the reporting cadence may change."""
+    checkpoint = resolve_checkpoint(cfg.resume)
+    run_dir = checkpoint.parent.parent
+    saved = from_dict(TrainConfig, json.loads((run_dir / "config.json").read_text()))
+    keep = {k: getattr(cfg, k) for k in ("steps", "progress", "checkpoint_every", "image_every", "log_every")}
+    return replace(saved, resume=cfg.resume, **keep), run_dir, checkpoint
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) meta-learning; returns the run directory."""
+    device = resolve_device(cfg.device)
+    dist = distributed.init(device.type)
+    if device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    checkpoint = run_dir = None
+    if cfg.resume:
+        cfg, run_dir, checkpoint = _resumed_config(cfg)
+    elif dist.main:
+        run_dir = new_run_dir(cfg.outdir, cfg.run_name)
+        (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    torch.manual_seed(cfg.seed)
+    dataset = make_dataset(cfg)
+    learner = MetaLearner(cfg, dataset.num_videos, device, dist.world)
+    start = learner.load(checkpoint) if checkpoint else 0
+    for module in learner.modules().values():
+        distributed.broadcast_module(module, dist.world)
+    sampler = EpisodeSampler(dataset.num_videos, cfg.batch, cfg.seed, start, dist.rank, dist.world)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.batch, sampler=sampler, num_workers=cfg.data.workers,
+        pin_memory=device.type == "cuda", worker_init_fn=lambda _: torch.set_num_threads(1),
+        persistent_workers=cfg.data.workers > 0,
+    )
+    stats = StatsLog(run_dir if dist.main else None)
+    bar = tqdm(total=cfg.steps, initial=start, disable=not (dist.main and cfg.progress), unit="it", dynamic_ncols=True)
+    try:
+        for step, batch in zip(range(start, cfg.steps), loader, strict=False):  # the loader never ends
+            losses = learner.step(batch, step)
+            stats.add(losses)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                stats.flush(done)
+            if not dist.main:
+                continue
+            if cfg.image_every and (done % cfg.image_every == 0 or done == cfg.steps):
+                grid = image_grid(*learner.last)
+                (run_dir / "images").mkdir(exist_ok=True)
+                Image.fromarray(grid).save(run_dir / "images" / f"step-{done:07d}.png")
+                stats.image("grid", grid, done)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                save_checkpoint(run_dir, done, learner.modules(), learner.nets.metadata(), learner.state(done),
+                                cfg.keep_checkpoints)
+    finally:
+        bar.close()
+        stats.close()
+        distributed.shutdown()
+    return run_dir
