@@ -27,24 +27,31 @@ class Warped(NamedTuple):
     face: np.ndarray  # (H, W) float32: 1 inside the convex hull of the target landmarks
 
 
-def _border_anchors(height: int, width: int) -> np.ndarray:
-    """Corners and edge midpoints on the outer pixel edges; they never move, so the frame stays put."""
-    x0, y0, x1, y1 = -0.5, -0.5, width - 0.5, height - 0.5
+def _border_anchors(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Corners and edge midpoints of the frame; they never move, so the frame stays put.
+
+    They sit on the outer pixel edges, or beyond the landmarks where the face leaves the frame: an anchor inside
+    the face would pin a piece of it in place.
+    """
+    pad = 0.05 * max(height, width)
+    x0, y0 = np.minimum([-0.5, -0.5], points.min(0) - pad)
+    x1, y1 = np.maximum([width - 0.5, height - 0.5], points.max(0) + pad)
     xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
     return np.array([[x0, y0], [xm, y0], [x1, y0], [x1, ym], [x1, y1], [xm, y1], [x0, y1], [x0, ym]])
 
 
-def _ring(points: np.ndarray, height: int, width: int, count: int, scale: float) -> np.ndarray:
+def _ring(points: np.ndarray, border: np.ndarray, count: int, scale: float) -> np.ndarray:
     """`count` points on an ellipse around the landmarks, minus those too close to the border to help."""
     if count == 0:
         return np.zeros((0, 2))
     lo, hi = points.min(0), points.max(0)
-    half = np.maximum((hi - lo) / 2, 0.02 * max(height, width))
+    extent = border.max(0) - border.min(0)
+    half = np.maximum((hi - lo) / 2, 0.02 * extent.max())
     half = np.maximum(half, 0.5 * half.max())  # a collinear face still gets a round ring
     angles = 2 * np.pi * np.arange(count) / count
     ring = (lo + hi) / 2 + scale * half * np.stack([np.cos(angles), np.sin(angles)], 1)
-    margin = 0.03 * max(height, width)
-    inside = (ring >= margin).all(1) & (ring <= np.array([width, height]) - 1 - margin).all(1)
+    margin = 0.03 * extent.max()
+    inside = (ring >= border.min(0) + margin).all(1) & (ring <= border.max(0) - margin).all(1)
     return ring[inside]
 
 
@@ -111,8 +118,8 @@ class PiecewiseAffineWarp:
         self.points = check_points(points)
         self._limit = 4.0 * max(self.height, self.width)  # keeps absurd coordinates inside fixed-point range
         landmarks = np.clip(self.points, -self._limit, self._limit)
-        self.ring = _ring(landmarks, self.height, self.width, ring_points, ring_scale)
-        self.border = _border_anchors(self.height, self.width)
+        self.border = _border_anchors(landmarks, self.height, self.width)
+        self.ring = _ring(landmarks, self.border, ring_points, ring_scale)
         self.vertices = _separate_duplicates(np.concatenate([landmarks, self.ring, self.border]))
         self.triangles = delaunay(self.vertices)  # (K, 3)
         self._source_triangles = self.vertices[self.triangles]  # (K, 3, 2)
