@@ -30,6 +30,10 @@ COMMANDS: dict[str, Command] = {
         "faces.bench_warp:WarpBenchConfig", "faces.bench_warp:bench_warp",
         "Milliseconds per frame of the piecewise-affine warp (maps and remap, 128 and 256 px), as JSON.",
     ),
+    "convert-weights": Command(
+        "training.perceptual.convert_config:ConvertConfig", "training.perceptual.convert:convert_weights",
+        "Convert downloaded VGG19 / VGG-Face weights for the content loss (docs/perceptual.md).",
+    ),
 }
 
 

@@ -1,16 +1,21 @@
 """Pretrained feature networks for the content loss L_CNT: VGG19, VGG-Face and dlib's face ResNet.
 
-See docs/perceptual.md for where the weights come from and how to convert them.
+See docs/perceptual.md for where the weights come from and how to convert them. Torch is imported only when a
+network is asked for, so the CLI can parse `heads convert-weights` from this package cheaply.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .dlib_resnet import DlibFaceResNet, dlib_model_path, load_dlib_face_resnet, random_dlib_face_resnet
-from .feature_net import FeatureNet
-from .paths import MissingWeightsError
-from .vgg import VGG, load_vgg, random_vgg
+from .paths import MissingWeightsError, dlib_model_path
+
+if TYPE_CHECKING:
+    from .dlib_resnet import DlibFaceResNet
+    from .feature_net import FeatureNet
+    from .vgg import VGG
 
 __all__ = [
     "NAMES", "DlibFaceResNet", "FeatureNet", "MissingWeightsError", "VGG", "dlib_model_path",
@@ -18,6 +23,13 @@ __all__ = [
 ]
 
 NAMES = ("vgg19", "vggface", "dlib")
+_LAZY = {"DlibFaceResNet": "dlib_resnet", "FeatureNet": "feature_net", "VGG": "vgg"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check(name: str) -> None:
@@ -30,10 +42,22 @@ def load_feature_net(name: str, weights_dir: str | Path | None = None) -> Featur
     weights_dir holds the VGG files (default $HEADS_PERCEPTUAL_DIR, else weights/perceptual); dlib's weights
     come from the face-recognition-models package."""
     _check(name)
-    return load_dlib_face_resnet() if name == "dlib" else load_vgg(name, weights_dir)
+    if name == "dlib":
+        from .dlib_resnet import load_dlib_face_resnet
+
+        return load_dlib_face_resnet()
+    from .vgg import load_vgg
+
+    return load_vgg(name, weights_dir)
 
 
 def random_feature_net(name: str, seed: int = 0) -> FeatureNet:
     """Randomly initialised, frozen network: for tests only, never a silent fallback."""
     _check(name)
-    return random_dlib_face_resnet(seed) if name == "dlib" else random_vgg(name, seed)
+    if name == "dlib":
+        from .dlib_resnet import random_dlib_face_resnet
+
+        return random_dlib_face_resnet(seed)
+    from .vgg import random_vgg
+
+    return random_vgg(name, seed)
