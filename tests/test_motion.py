@@ -1,0 +1,180 @@
+"""Landmark adaptation: self-transfer, source shape kept, pose and expression strengths, absolute mode."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from dlib_points import landmarks
+
+from faces.bench_warp import synthetic_face
+from faces.motion import (
+    STABLE,
+    MotionConfig,
+    apply_affine,
+    fit_similarity,
+    mouth_opening,
+    neutral_frame,
+    reference_index,
+    retarget,
+)
+
+SIZE = 256
+
+
+def _similarity(angle: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
+    c, s = scale * np.cos(angle), scale * np.sin(angle)
+    return np.array([[c, -s, shift[0]], [s, c, shift[1]]])
+
+
+def _angle(matrix: np.ndarray) -> float:
+    return float(np.arctan2(matrix[1, 0], matrix[0, 0]))
+
+
+def _driver_track(frames: int = 24) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A synthetic talking head: mouth opening and head pose both vary; returns track, mouths, poses."""
+    t = np.linspace(0, 2 * np.pi, frames)
+    mouths = 0.5 - 0.5 * np.cos(2 * t)  # closed at frame 0
+    poses = np.stack([_similarity(0.15 * np.sin(p), 1 + 0.05 * np.sin(p), (8 * np.sin(p), 3 * p)) for p in t])
+    centre = np.array([SIZE / 2, SIZE / 2])
+    track = np.stack([apply_affine(m, synthetic_face(SIZE, mouth) - centre) + centre for m, mouth in zip(
+        poses, mouths, strict=True)])
+    return track, mouths, poses
+
+
+def _other_face() -> np.ndarray:
+    """A different face shape: wider jaw, narrower eyes, longer nose, in another position and scale."""
+    face = synthetic_face(SIZE).copy()
+    centre = face.mean(0)
+    face[0:17, 0] = centre[0] + 1.2 * (face[0:17, 0] - centre[0])
+    face[36:48] = face[36:48].mean(0) + 0.8 * (face[36:48] - face[36:48].mean(0))
+    face[31:36, 1] += 6
+    return apply_affine(_similarity(-0.1, 0.7, (40, 30)), face)
+
+
+def _shape_residual(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest distance between `b` and the similarity-aligned `a`: 0 when the two are the same shape."""
+    return float(np.abs(apply_affine(fit_similarity(a, b), a) - b).max())
+
+
+def test_fit_similarity_recovers_a_known_transform():
+    points = synthetic_face(SIZE)
+    matrix = _similarity(0.4, 1.3, (12.0, -7.0))
+    np.testing.assert_allclose(fit_similarity(points, apply_affine(matrix, points)), matrix, atol=1e-9)
+    collapsed = fit_similarity(np.ones((5, 2)), points[:5])
+    np.testing.assert_allclose(collapsed[:, :2], np.eye(2))
+
+
+@pytest.mark.parametrize("reference", ["first", "neutral"])
+def test_self_transfer_reproduces_the_track(reference):
+    track, _, _ = _driver_track()
+    ref = reference_index(track, reference)
+    out = retarget(track, track[ref], MotionConfig(reference=reference))
+    np.testing.assert_allclose(out, track, atol=1e-9)
+
+
+def test_reference_frame_becomes_the_source_exactly():
+    track, mouths, _ = _driver_track()
+    source = _other_face()
+    out = retarget(track, source, MotionConfig(reference="neutral"))
+    np.testing.assert_allclose(out[neutral_frame(track)], source, atol=1e-9)
+    assert np.corrcoef(mouth_opening(out), mouths)[0, 1] > 0.99
+    # The output keeps the source's face shape, not the driver's: check the eyes' width against the jaw.
+    eyes_over_jaw = [np.ptp(f[36:48, 0]) / np.ptp(f[0:17, 0]) for f in (source, out[0], track[0])]
+    assert abs(eyes_over_jaw[1] - eyes_over_jaw[0]) < 0.01 < abs(eyes_over_jaw[2] - eyes_over_jaw[0])
+
+
+def test_zero_expression_moves_the_source_rigidly():
+    track, _, _ = _driver_track()
+    source = _other_face()
+    out = retarget(track, source, MotionConfig(expression_strength=0.0))
+    assert max(_shape_residual(source, frame) for frame in out) < 1e-9
+    assert np.abs(out - source).max() > 5  # the head does move
+
+
+def test_pose_strength_scales_the_head_motion():
+    track, _, poses = _driver_track()
+    source = _other_face()
+    still = retarget(track, source, MotionConfig(pose_strength=0.0))
+    np.testing.assert_allclose(still[:, STABLE], np.broadcast_to(source[STABLE], still[:, STABLE].shape), atol=1e-6)
+    half = retarget(track, source, MotionConfig(pose_strength=0.5, expression_strength=0.0))
+    full = retarget(track, source, MotionConfig(expression_strength=0.0))
+    for t in range(len(track)):
+        driver_turn = _angle(poses[t]) - _angle(poses[0])
+        assert _angle(fit_similarity(source, full[t])) == pytest.approx(driver_turn, abs=1e-6)
+        assert _angle(fit_similarity(source, half[t])) == pytest.approx(driver_turn / 2, abs=1e-6)
+
+
+def test_expression_strength_scales_the_mouth():
+    track, _, _ = _driver_track()
+    source = _other_face()
+    rest = mouth_opening(source)
+    one = mouth_opening(retarget(track, source, MotionConfig(pose_strength=0.0)))
+    two = mouth_opening(retarget(track, source, MotionConfig(pose_strength=0.0, expression_strength=2.0)))
+    np.testing.assert_allclose(two - rest, 2 * (one - rest), atol=1e-9)
+
+
+def test_absolute_mode_keeps_the_driver_shape():
+    track, _, _ = _driver_track()
+    source = _other_face()
+    out = retarget(track, source, MotionConfig(mode="absolute"))
+    assert max(_shape_residual(d, o) for d, o in zip(track, out, strict=True)) < 1e-9
+    box = np.ptp(out[0], axis=0).prod(), np.ptp(source, axis=0).prod()
+    assert box[0] == pytest.approx(box[1], rel=1e-9)
+    np.testing.assert_allclose(out[0].min(0) + out[0].max(0), source.min(0) + source.max(0), atol=1e-9)
+
+
+def test_neutral_frame_prefers_a_closed_frontal_mouth():
+    centre = np.array([SIZE / 2, SIZE / 2])
+    frames = [
+        synthetic_face(SIZE, mouth=0.8),
+        apply_affine(_similarity(0.4, 1.0, (0, 0)), synthetic_face(SIZE) - centre) + centre,
+        synthetic_face(SIZE, mouth=0.02),
+        synthetic_face(SIZE, mouth=0.5),
+    ]
+    assert neutral_frame(np.stack(frames)) == 2
+
+
+def test_bad_input_is_refused_clearly():
+    track, _, _ = _driver_track(4)
+    with pytest.raises(ValueError, match="expression_strength"):
+        MotionConfig(expression_strength=3.0)
+    bad = track.copy()
+    bad[1, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        retarget(bad, track[0])
+    with pytest.raises(ValueError, match="68, 2"):
+        retarget(track[:, :60], track[0])
+    with pytest.raises(ValueError, match="outside the track"):
+        retarget(track, track[0], reference=9)
+
+
+@pytest.fixture(scope="module")
+def real_track(media) -> np.ndarray:
+    """dlib landmarks on 32 frames (every 5th) of a clip with large mouth motion, at 256 px."""
+    capture = cv2.VideoCapture(str(media / "LivePortrait/assets/examples/driving/d18.mp4"))
+    points, index = [], 0
+    while len(points) < 32:
+        ok, frame = capture.read()
+        assert ok, "clip ended early"
+        if index % 5 == 0:
+            found = landmarks(cv2.resize(frame[:, :, ::-1], (SIZE, SIZE), interpolation=cv2.INTER_AREA), 0)
+            assert found is not None
+            points.append(found)
+        index += 1
+    capture.release()
+    return np.stack(points)
+
+
+@pytest.mark.media
+@pytest.mark.parametrize("reference", ["first", "neutral"])
+def test_real_clip_onto_another_face(media, real_track, reference):
+    image = cv2.imread(str(media / "MakeItTalk/examples/chris.jpg"))
+    source = landmarks(np.ascontiguousarray(image[:, :, ::-1]))
+    config = MotionConfig(reference=reference)
+    out = retarget(real_track, source, config)
+    ref = reference_index(real_track, reference)
+    np.testing.assert_allclose(out[ref], source, atol=1e-9)
+    assert np.ptp(mouth_opening(real_track)) > 0.3  # the clip really opens the mouth
+    assert np.corrcoef(mouth_opening(out), mouth_opening(real_track))[0, 1] >= 0.95
+    np.testing.assert_allclose(retarget(real_track, real_track[ref], config), real_track, atol=1e-9)
