@@ -32,7 +32,7 @@ class _Reader:
     def __init__(self, data: bytes) -> None:
         self.data, self.pos = data, 0
 
-    def int(self) -> int:
+    def integer(self) -> int:
         """One byte holding the byte count (0x80 = negative), then the magnitude, least significant first."""
         head = self.data[self.pos]
         size = head & 0x7F
@@ -41,11 +41,11 @@ class _Reader:
         return -value if head & 0x80 else value
 
     def scalar(self) -> float:
-        mantissa = self.int()
-        return float(mantissa * 2.0 ** self.int())
+        mantissa = self.integer()
+        return float(mantissa * 2.0 ** self.integer())
 
-    def str(self) -> str:
-        size = self.int()
+    def text(self) -> str:
+        size = self.integer()
         self.pos += size
         return self.data[self.pos - size : self.pos].decode("ascii")
 
@@ -55,8 +55,8 @@ class _Reader:
 
     def tensor(self) -> np.ndarray:
         """Version, 4 dimensions, then raw little-endian float32 (not the mantissa/exponent form)."""
-        self.int()
-        count = int(np.prod([self.int() for _ in range(4)]))
+        self.integer()
+        count = int(np.prod([self.integer() for _ in range(4)]))
         values = np.frombuffer(self.data, "<f4", count, self.pos).copy()
         self.pos += 4 * count
         return values
@@ -64,10 +64,10 @@ class _Reader:
     def alias(self) -> None:
         """An alias_tensor only views part of params; its shape follows from the layer's settings."""
         for _ in range(5):
-            self.int()
+            self.integer()
 
     def expect(self, text: str) -> None:
-        found = self.str()
+        found = self.text()
         if found != text:
             raise ValueError(f"expected {text!r} at byte {self.pos}, found {found!r}: not a dlib face ResNet")
 
@@ -75,7 +75,7 @@ class _Reader:
 def _layer(r: _Reader, name: str) -> DatLayer:
     if name == "con_4":
         params = r.tensor()
-        settings = tuple(r.int() for _ in range(7))
+        settings = tuple(r.integer() for _ in range(7))
         r.alias(), r.alias()
         for _ in range(4):  # learning-rate and weight-decay multipliers
             r.scalar()
@@ -83,19 +83,19 @@ def _layer(r: _Reader, name: str) -> DatLayer:
     if name == "affine_":
         params = r.tensor()
         r.alias(), r.alias()
-        r.int()  # mode: per channel
+        r.integer()  # mode: per channel
         return DatLayer("affine", (), params)
     if name == "fc_2":
-        outputs, inputs = r.int(), r.int()
+        outputs, inputs = r.integer(), r.integer()
         params = r.tensor()
         r.alias(), r.alias()
-        if r.int() != 1:
+        if r.integer() != 1:
             raise ValueError("expected a fully connected layer without bias")
         for _ in range(4):
             r.scalar()
         return DatLayer("fc", (inputs, outputs), params)
     if name in ("max_pool_2", "avg_pool_2"):
-        return DatLayer(name[:-2], tuple(r.int() for _ in range(6)), None)
+        return DatLayer(name[:-2], tuple(r.integer() for _ in range(6)), None)
     if name in ("relu_", "add_prev_"):
         return DatLayer(name[:-1], (), None)
     raise ValueError(f"unsupported layer {name!r} at byte {r.pos}")
@@ -103,22 +103,22 @@ def _layer(r: _Reader, name: str) -> DatLayer:
 
 def read_dat(path: str | Path) -> DatNetwork:
     r = _Reader(Path(path).read_bytes())
-    r.int()
+    r.integer()  # the loss layer's version
     r.expect("loss_metric_2")
     r.scalar(), r.scalar()  # margin and distance threshold
     while r.data[r.pos : r.pos + 2] != b"\x01\x15":  # layer versions, up to the input's name (21 chars)
-        r.int()
+        r.integer()
     r.expect("input_rgb_image_sized")
     mean = (r.scalar(), r.scalar(), r.scalar())
-    rows, cols = r.int(), r.int()
+    rows, cols = r.integer(), r.integer()
     if rows != cols:
         raise ValueError(f"expected a square input, got {rows}×{cols}")
     layers = []
     while r.pos < len(r.data):
-        layers.append(_layer(r, r.str()))
+        layers.append(_layer(r, r.text()))
         r.flag(), r.flag(), r.flag()  # setup called, gradient stale, output disabled
         for _ in range(3):  # gradient buffers, empty in a saved model
             r.tensor()
         if len(layers) == 1:
-            r.int()  # the layer wrapping the input also stores its sample expansion factor
+            r.integer()  # the layer wrapping the input also stores its sample expansion factor
     return DatNetwork(mean, rows, layers)
