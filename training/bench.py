@@ -1,0 +1,88 @@
+"""`heads bench train`: training-step speed and peak memory per model preset, written as JSON.
+
+Each preset runs in a fresh process so that its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import platform
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from training.config import MODEL_PRESETS, LossConfig, TrainBenchConfig, TrainConfig, to_dict
+from training.data import SyntheticEpisodes
+from training.train import MetaLearner, resolve_device
+
+
+def _measure(cfg: TrainBenchConfig, preset: str) -> dict:
+    device = resolve_device(cfg.device)
+    train_cfg = TrainConfig(
+        model=MODEL_PRESETS[preset](), loss=LossConfig(perceptual=("dlib",)), k=cfg.k, batch=cfg.batch,
+        precision=cfg.precision, device=str(device),
+    )
+    learner = MetaLearner(train_cfg, num_videos=8, device=device)
+    ds = SyntheticEpisodes(8, train_cfg.model.resolution, cfg.k)
+    batch = {k: torch.stack([ds[n][k] for n in range(cfg.batch)]) for k in ("frames", "landmarks", "video")}
+    learner.step(batch)  # warm-up: allocations, cuDNN autotuning
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(cfg.steps):
+        learner.step(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / cfg.steps
+    peak = (
+        torch.cuda.max_memory_allocated() if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    return {
+        "preset": preset,
+        "model": to_dict(train_cfg.model),
+        "seconds_per_step": seconds,
+        "iterations_per_second": 1 / seconds,
+        # every step embeds K references and generates one target per episode
+        "images_per_second": cfg.batch * (cfg.k + 1) / seconds,
+        "peak_memory_mb": peak / 2**20,
+        "peak_memory_kind": "cuda max allocated" if device.type == "cuda" else "process max RSS",
+    }
+
+
+def _worker(cfg: TrainBenchConfig, preset: str, queue) -> None:
+    queue.put(_measure(cfg, preset))
+
+
+def bench_train(cfg: TrainBenchConfig) -> dict:
+    unknown = [p for p in cfg.presets if p not in MODEL_PRESETS]
+    if unknown:
+        raise ValueError(f"unknown presets {unknown}; choose from {list(MODEL_PRESETS)}")
+    ctx = mp.get_context("spawn")
+    results = []
+    for preset in cfg.presets:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_worker, args=(cfg, preset, queue))
+        proc.start()
+        results.append(queue.get())
+        proc.join()
+        print(f"{preset}: {results[-1]['iterations_per_second']:.3f} it/s, "
+              f"{results[-1]['images_per_second']:.2f} images/s, {results[-1]['peak_memory_mb']:.0f} MB")
+    report = {
+        "benchmark": "train",
+        "device": str(resolve_device(cfg.device)),
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "config": to_dict(cfg),
+        "results": results,
+    }
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return report
