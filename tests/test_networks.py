@@ -1,5 +1,6 @@
 """E, G, D: shapes, the paper's sizes, spectral norm everywhere, AdaIN driven by P·ê, save/load."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -96,3 +97,15 @@ def test_load_refuses_incomplete_folder(tmp_path):
     (tmp_path / "G.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="G.safetensors"):
         Networks.from_pretrained(tmp_path)
+
+
+def test_warp_guide_of_a_reference_onto_itself_is_that_reference():
+    from faces.guide import warp_guide
+    from training.data import SyntheticEpisodes, to_uint8
+
+    ep = SyntheticEpisodes(1, 64, 3)[0]
+    frames, points = to_uint8(ep["frames"]), ep["points"].double().numpy()
+    guide = warp_guide(frames[1:], points[1:], points[2])  # target = reference 2's own landmarks
+    assert guide.shape == (64, 64, 4) and guide.dtype == np.float32
+    assert (guide[..., 3] == 1).all()  # every pixel comes from inside the source
+    assert np.abs((guide[..., :3] + 1) * 127.5 - frames[2]).mean() < 1.0

@@ -98,3 +98,17 @@ def test_data_parallel_with_two_gloo_processes(tmp_path):
     assert reports[0]["videos"] != reports[1]["videos"]  # each process saw its own episodes
     assert reports[0]["checksum"] == reports[1]["checksum"]
     assert (tmp_path / "runs" / "00000-meta" / "checkpoints" / "step-0000002").is_dir()
+
+
+def test_warp_guided_variant_trains(tmp_path):
+    """The warp-guided G reads 7 channels: landmarks, the nearest reference warped onto them, and its mask."""
+    cfg = tiny(tmp_path, steps=2, model=ModelConfig(64, 8, 64, 64, 1, 16, guidance="warp"))
+    run_dir = train(cfg)
+    from training.models import Networks
+
+    nets = Networks.from_pretrained(list_checkpoints(run_dir)[-1])
+    assert nets.cfg.guidance == "warp" and nets.G.cfg.generator_inputs == 7
+    from PIL import Image
+
+    grid = Image.open(run_dir / "images" / "step-0000002.png")
+    assert grid.size == (4 * 64, 2 * 64)  # landmarks | warp | real | generated, one row per episode

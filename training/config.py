@@ -10,6 +10,8 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Literal
 
+from faces.guide import GUIDE_CHANNELS
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -31,6 +33,8 @@ class ModelConfig:
     """Side at which E, D and G's encoder apply self-attention."""
     attention_up: int = 64
     """Side at which G's decoder applies self-attention."""
+    guidance: Literal["none", "warp"] = "none"
+    """`warp`: G also reads a reference frame warped onto y and the warp's mask (beyond the paper)."""
 
     def __post_init__(self) -> None:
         if self.resolution not in (64, 128, 256):
@@ -39,6 +43,11 @@ class ModelConfig:
             raise ValueError(f"bottleneck {self.bottleneck} must divide the resolution and be smaller")
         if self.res_blocks < 0 or self.embed_dim < 1 or self.base_channels < 4:
             raise ValueError("res_blocks must be >= 0, embed_dim >= 1 and base_channels >= 4")
+
+    @property
+    def generator_inputs(self) -> int:
+        """Channels of G's input: the landmark image, plus the warped frame and its mask when warp-guided."""
+        return 3 + (GUIDE_CHANNELS if self.guidance == "warp" else 0)
 
     def channels(self, side: int) -> int:
         return min(self.max_channels, self.base_channels * self.resolution // (2 * side))

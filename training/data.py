@@ -5,7 +5,10 @@ its frame choice and augmentation are seeded by n alone, so a run that resumes a
 as one that never stopped. An episode is a dict
     frames:    float32 (K+1, 3, R, R) in [-1, 1], RGB; index 0 is the target, 1..K the references
     landmarks: float32 (K+1, 3, R, R) in [-1, 1], the landmark images of those frames
+    points:    float32 (K+1, 68, 2), the landmarks in pixels of the R×R crop
     video:     int64 scalar, the row of the discriminator's W table
+and, for warp-guided models (added by `WarpGuided`),
+    guide:     float32 (4, R, R), the reference nearest to the target warped onto its landmarks, plus the mask
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from faces.guide import warp_guide
 from faces.landmark_image import draw_landmarks
 
 
@@ -133,4 +137,26 @@ class SyntheticEpisodes(torch.utils.data.Dataset):
         points = [self._points(ident, rng) for _ in range(self.k + 1)]
         frames = np.stack([self._draw(ident, p) for p in points])
         lms = np.stack([draw_landmarks(p, self.resolution) for p in points])
-        return {"frames": to_tensor(frames), "landmarks": to_tensor(lms), "video": torch.tensor(video)}
+        return {
+            "frames": to_tensor(frames),
+            "landmarks": to_tensor(lms),
+            "points": torch.from_numpy(np.stack(points)).float(),
+            "video": torch.tensor(video),
+        }
+
+
+class WarpGuided(torch.utils.data.Dataset):
+    """Adds the warp guide to another dataset's episodes, in the loader's workers rather than the training step."""
+
+    def __init__(self, episodes: torch.utils.data.Dataset):
+        self.episodes = episodes
+        self.num_videos, self.resolution, self.k = episodes.num_videos, episodes.resolution, episodes.k
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def __getitem__(self, n: int) -> dict:
+        episode = self.episodes[n]
+        points = episode["points"].double().numpy()
+        guide = warp_guide(to_uint8(episode["frames"][1:]), points[1:], points[0])
+        return {**episode, "guide": torch.from_numpy(guide).permute(2, 0, 1)}

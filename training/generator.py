@@ -15,12 +15,12 @@ class Generator(nn.Module):
     `psi(e)` and `render(y, psi)` are separate so that fine-tuning can train ψ′ directly and export can bake it in.
     """
 
-    def __init__(self, cfg: ModelConfig, in_channels: int = 3):
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         ch = cfg.channels
         self.encoder = DownTrunk(
-            in_channels, cfg.resolution, ch, cfg.attention_down, norm="instance", stop=cfg.bottleneck
+            cfg.generator_inputs, cfg.resolution, ch, cfg.attention_down, norm="instance", stop=cfg.bottleneck
         )
         side, c = cfg.bottleneck, self.encoder.out_channels
         decoder: list[nn.Module] = [ResBlock(c, c, norm="adain") for _ in range(cfg.res_blocks)]
@@ -42,7 +42,10 @@ class Generator(nn.Module):
         return self.P(e)
 
     def render(self, y: Tensor, psi: Tensor) -> Tensor:
-        """y: (B, C_in, R, R) landmark image (plus guidance channels); psi: (B or 1, psi_size) -> (B, 3, R, R)."""
+        """y: (B, 3 or 7, R, R) landmark image, then the warp guide when warp-guided; psi: (B or 1, psi_size).
+
+        Returns (B, 3, R, R) frames in [-1, 1].
+        """
         if psi.shape[0] != y.shape[0]:
             psi = psi.expand(y.shape[0], -1)
         chunks = iter(psi.split([m.psi_size for m in self.adaptive], 1))

@@ -18,7 +18,7 @@ from heads.errors import UserError
 from training import distributed
 from training.checkpoint import load_state, load_weights, resolve_checkpoint, save_checkpoint
 from training.config import TrainConfig, from_dict, to_dict
-from training.data import EpisodeSampler, SyntheticEpisodes, to_uint8
+from training.data import EpisodeSampler, SyntheticEpisodes, WarpGuided, to_uint8
 from training.discriminator import Discriminator
 from training.losses import ContentLoss, adversarial_g, feature_matching, hinge_d, match
 from training.models import Networks
@@ -61,6 +61,11 @@ def discriminator_loss(D: Discriminator, x: Tensor, y: Tensor, fake: Tensor, w: 
     return hinge_d(real, fake_scores)
 
 
+def generator_input(y: Tensor, batch: dict) -> Tensor:
+    """G reads the landmark image, followed by the warp guide when the episode carries one."""
+    return torch.cat([y, batch["guide"].to(y)], 1) if "guide" in batch else y
+
+
 def lerp_module(ema: nn.Module, live: nn.Module, decay: float) -> None:
     """EMA of parameters; buffers (spectral-norm vectors) are copied."""
     with torch.no_grad():
@@ -90,7 +95,7 @@ class MetaLearner:
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
         compile_ = torch.compile if cfg.compile else (lambda m: m)
         self.E, self.G, self.D = compile_(E), compile_(G), compile_(D)
-        self.last: tuple[Tensor, Tensor, Tensor] | None = None  # (y, x, fake) of the latest step, for image grids
+        self.last: list[Tensor] = []  # image columns of the latest step, for grids
 
     def modules(self) -> dict[str, nn.Module]:
         return {**self.nets.modules(), **self.ema}
@@ -129,7 +134,7 @@ class MetaLearner:
         with autocast(dev, cfg.precision):
             b, k = lms.shape[:2]
             e = self.E(frames[:, 1:].flatten(0, 1), lms[:, 1:].flatten(0, 1)).view(b, k - 1, -1).mean(1)  # (B, N)
-            fake = self.G(y, e)
+            fake = self.G(generator_input(y, batch), e)
             terms = generator_losses(fake, x, y, D.video_vector(video).detach(), self.D, self.content,
                                      cfg.loss.feature_matching)
             if cfg.loss.match:
@@ -149,7 +154,8 @@ class MetaLearner:
 
         with torch.no_grad():
             logged["l1"] = float(distributed.average((fake.float() - x).abs().mean(), self.world))
-        self.last = (y.detach(), x.detach(), fake.detach().float())
+        guide = [batch["guide"][:, :3].to(x)] if "guide" in batch else []
+        self.last = [y.detach(), *guide, x.detach(), fake.detach().float()]
         return logged
 
     def state(self, step: int) -> dict:
@@ -182,20 +188,22 @@ class MetaLearner:
 def make_dataset(cfg: TrainConfig):
     data = cfg.data
     if data.source == "synthetic":
-        return SyntheticEpisodes(data.synthetic_videos, cfg.model.resolution, cfg.k, cfg.seed)
-    if not data.root:
+        episodes = SyntheticEpisodes(data.synthetic_videos, cfg.model.resolution, cfg.k, cfg.seed)
+    elif not data.root:
         raise UserError("--data.root is required with --data.source prepared (a folder written by `heads prepare`)")
-    from training.prepared import PreparedEpisodes
+    else:
+        from training.prepared import PreparedEpisodes
 
-    return PreparedEpisodes(
-        data.root, cfg.model.resolution, cfg.k, split=data.split, flip=data.flip, color_jitter=data.color_jitter
-    )
+        episodes = PreparedEpisodes(
+            data.root, cfg.model.resolution, cfg.k, split=data.split, flip=data.flip, color_jitter=data.color_jitter
+        )
+    return WarpGuided(episodes) if cfg.model.guidance == "warp" else episodes
 
 
-def image_grid(y: Tensor, x: Tensor, fake: Tensor, rows: int = 4) -> np.ndarray:
-    """Rows of landmarks | real | generated, as one uint8 image."""
-    triplets = [np.concatenate(to_uint8(torch.stack([a, b, c])), 1) for a, b, c in zip(y, x, fake, strict=True)]
-    return np.concatenate(triplets[:rows], 0)
+def image_grid(columns: list[Tensor], rows: int = 4) -> np.ndarray:
+    """(B, 3, R, R) columns, e.g. landmarks | [warp guide |] real | generated -> one uint8 image of `rows` rows."""
+    images = to_uint8(torch.stack([c[:rows] for c in columns], 1))  # (rows, columns, R, R, 3)
+    return np.concatenate([np.concatenate(list(row), 1) for row in images], 0)
 
 
 def new_run_dir(outdir: str, name: str) -> Path:
@@ -256,7 +264,7 @@ def train(cfg: TrainConfig) -> Path:
             if not dist.main:
                 continue
             if cfg.image_every and (done % cfg.image_every == 0 or done == cfg.steps):
-                grid = image_grid(*learner.last)
+                grid = image_grid(learner.last)
                 (run_dir / "images").mkdir(exist_ok=True)
                 Image.fromarray(grid).save(run_dir / "images" / f"step-{done:07d}.png")
                 stats.image("grid", grid, done)
