@@ -1,0 +1,132 @@
+"""Typed configs for few-shot personalization and its evaluation. Torch-free, so the CLI can parse them cheaply.
+
+`FinetuneSettings` is shared by `heads finetune`, `heads evaluate` and `heads bench finetune`, and stored in every
+avatar it produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from training.config import LossConfig
+
+MAX_SHOTS = 32
+METHODS = ("still", "warp", "ff", "ft")
+METRICS = ("ssim", "lpips", "csim", "fid", "akd", "nme", "mouth", "eye")
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """The paper's second stage: G (with ψ′ = P·ê_NEW as a free parameter) and D (with w′ = w0 + ê_NEW) trained on
+    one person's T frames with L_CNT + L_ADV and L_DSC, starting from the meta-learned weights."""
+
+    steps: int | None = None
+    """Optimisation steps; unset: `default_steps(T, batch)`, about 40 passes over the T frames, 100 to 400."""
+    batch: int = 4
+    """Target frames per step, drawn from the T frames with replacement."""
+    lr_g: float = 5e-5
+    """Adam learning rate of G and ψ′ (meta-learning's)."""
+    lr_d: float = 2e-4
+    """Adam learning rate of D and w′ (meta-learning's)."""
+    betas: tuple[float, float] = (0.0, 0.9)
+    loss: LossConfig = field(default_factory=lambda: LossConfig(perceptual=("dlib",)))
+    """L_CNT networks and weights; `match` is unused (there is no W to match)."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    seed: int = 0
+    """Seeds the choice of target frames, so a fine-tuning run is repeatable."""
+
+    def __post_init__(self) -> None:
+        if self.batch < 1 or (self.steps is not None and self.steps < 0):
+            raise ValueError("batch must be >= 1 and steps >= 0")
+
+    def resolved_steps(self, shots: int) -> int:
+        return default_steps(shots, self.batch) if self.steps is None else self.steps
+
+
+def default_steps(shots: int, batch: int) -> int:
+    """About 40 passes over the T frames (the reference implementation's 40 epochs), at least 100 steps so that one
+    photo still moves ψ′, and at most 400 (T = 32 at batch 4) to keep CPU runs within minutes."""
+    return int(min(400, max(100, round(40 * shots / batch))))
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """`heads finetune`: personalize a meta-learned model to one person and write an avatar folder."""
+
+    model: str
+    """A training run directory (its newest checkpoint), a checkpoint folder, or a weights folder (save_pretrained)."""
+    images: tuple[str, ...] = ()
+    """1 to 32 photos of one person, or one painting."""
+    video: str | None = None
+    """Take the T frames from this video instead of photos (evenly spaced over the clip)."""
+    shots: int = 8
+    """T, the number of frames taken from --video."""
+    landmarks: str | None = None
+    """68 landmarks (x, y in pixels of the original image) as .json or .npy, for one image where detection fails
+    (a painting); needs --box too."""
+    box: tuple[float, float, float, float] | None = None
+    """Face box x0 y0 x1 y1 in pixels of the original image, used with --landmarks."""
+    out: str = "avatars/avatar"
+    """Avatar folder to write (avatar.json + avatar.safetensors)."""
+    feed_forward: bool = False
+    """No training: ψ = P·ê_NEW with the meta-learned G (well under a second)."""
+    tune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.shots <= MAX_SHOTS:
+            raise ValueError(f"shots must be in 1..{MAX_SHOTS}")
+        if (self.landmarks is None) != (self.box is None):
+            raise ValueError("--landmarks and --box go together")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """`heads evaluate`: the paper's self-reenactment protocol on the test clips of a prepared dataset."""
+
+    model: str
+    """A training run directory, a checkpoint folder, or a weights folder."""
+    data: str
+    """Prepared dataset folder (written by `heads prepare`)."""
+    split: str = "test"
+    shots: tuple[int, ...] = (1, 8, 32)
+    """Values of T: personalization frames, taken evenly from the first half of each clip."""
+    holdout: int = 32
+    """Hold-out frames per clip, taken evenly from the second half and never used for personalization."""
+    methods: tuple[Literal["still", "warp", "ff", "ft"], ...] = METHODS
+    """still: the first personalization frame repeated; warp: the nearest personalization frame warped onto the
+    driver's landmarks; ff: feed-forward avatar; ft: fine-tuned avatar."""
+    metrics: tuple[Literal["ssim", "lpips", "csim", "fid", "akd", "nme", "mouth", "eye"], ...] = METRICS
+    """FID is over all clips per method and T; the rest are per clip, then averaged."""
+    lpips_net: Literal["dlib", "vgg19", "vggface"] = "dlib"
+    """Feature network of the LPIPS-style distance."""
+    max_videos: int | None = None
+    """Evaluate only the first clips of the split."""
+    tune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    grid_rows: int = 4
+    """Hold-out frames shown in each clip's image grid."""
+    out: str = "runs/eval"
+    """Output folder: results.md, results.csv, metric-*.jsonl (appended), grids/."""
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.shots or not all(1 <= t <= MAX_SHOTS for t in self.shots):
+            raise ValueError(f"shots must be in 1..{MAX_SHOTS}")
+        if self.holdout < 1:
+            raise ValueError("holdout must be >= 1")
+
+
+@dataclass(frozen=True)
+class FinetuneBenchConfig:
+    """`heads bench finetune`: fine-tuning and feed-forward time per preset and T on this device."""
+
+    presets: tuple[str, ...] = ("compact", "paper")
+    shots: tuple[int, ...] = (1, 8, 32)
+    steps: int = 3
+    """Timed steps per (preset, T) after one warm-up step; the total is extrapolated to the default step count."""
+    tune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    device: str = "auto"
+    out: str = "runs/bench/finetune.json"

@@ -1,0 +1,222 @@
+"""Few-shot personalization, the paper's second stage: `personalize` turns T frames of one person into an Avatar,
+feed-forward (ψ = P·ê_NEW, no training) or fine-tuned (ψ′ and G, with w′ and D, trained on the T frames).
+
+The losses are meta-learning's own (`generator_losses`, `discriminator_loss` from training.train); only the
+parameters differ: P and W are gone, ψ′ and w′ take their place.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from faces.guide import warp_guide
+from faces.landmark_image import draw_landmarks
+from training.avatar import FORMAT, Avatar, image_hash, model_id
+from training.checkpoint import load_weights, resolve_checkpoint
+from training.config import LossConfig, to_dict
+from training.data import to_tensor, to_uint8
+from training.fewshot_config import MAX_SHOTS, FinetuneSettings
+from training.losses import ContentLoss
+from training.models import Networks
+from training.train import TrainingDiverged, autocast, discriminator_loss, generator_losses
+
+EMBED_BATCH = 8  # frames per pass of E, bounding memory at T = 32
+
+
+@lru_cache(maxsize=2)
+def content_loss(cfg: LossConfig) -> ContentLoss:
+    """L_CNT's frozen feature networks, built once per process and loss config."""
+    return ContentLoss(cfg)
+
+
+def load_networks(path: str | Path, device: str | torch.device = "cpu") -> Networks:
+    """A weights folder (save_pretrained), a checkpoint folder, or a run directory (its newest checkpoint); a
+    checkpoint's EMA copies of E and G are used when it has them, as they are the ones meant for inference."""
+    path = Path(path)
+    folder = path if (path / "config.json").is_file() else resolve_checkpoint(path)
+    networks = Networks.from_pretrained(folder, str(device))
+    if all((folder / f"{name}_ema.safetensors").is_file() for name in ("E", "G")):
+        load_weights(folder, {"E_ema": networks.E, "G_ema": networks.G})
+    return networks
+
+
+def _device(networks: Networks) -> torch.device:
+    return next(networks.G.parameters()).device
+
+
+@torch.no_grad()
+def embed(networks: Networks, frames: Tensor, landmark_images: Tensor) -> Tensor:
+    """ê_NEW: the mean of E over T frames; (T, 3, R, R) twice -> (1, N)."""
+    E = networks.E.eval()
+    parts = [E(x, y) for x, y in zip(frames.split(EMBED_BATCH), landmark_images.split(EMBED_BATCH), strict=True)]
+    return torch.cat(parts).mean(0, keepdim=True)
+
+
+def guides(frames: np.ndarray, points: np.ndarray, targets: np.ndarray, exclude_self: bool = False) -> Tensor:
+    """Warp guides (len(targets), 4, R, R) for a warp-guided G from the T source frames and their landmarks.
+
+    With `exclude_self`, target j (one of the sources) is guided by the other sources, as in meta-learning, so
+    that fine-tuning does not learn to copy a perfect self-warp it will never see when driven.
+    """
+    out = []
+    for j, target in enumerate(targets):
+        keep = np.arange(len(frames)) != j if exclude_self and len(frames) > 1 else slice(None)
+        out.append(warp_guide(frames[keep], points[keep], target))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float()
+
+
+def generator_inputs(avatar: Avatar, landmark_images: Tensor, points: np.ndarray | None = None) -> Tensor:
+    """What G reads for driving landmarks: the landmark images, then the warp guide when the model is warp-guided."""
+    if avatar.model.guidance == "none":
+        return landmark_images
+    if points is None:
+        raise ValueError("a warp-guided avatar needs the driving landmarks (points) to build its guide")
+    g = guides(avatar.sources["source_frames"], avatar.sources["source_points"].astype(np.float64), points)
+    return torch.cat([landmark_images, g.to(landmark_images)], 1)
+
+
+@torch.no_grad()
+def render(networks: Networks, avatar: Avatar, landmark_images: np.ndarray, points: np.ndarray | None = None,
+           batch: int = 16) -> np.ndarray:
+    """The avatar driven by (F, R, R, 3) uint8 landmark images (and their (F, 68, 2) points for warp-guided models)
+    -> (F, R, R, 3) uint8 frames."""
+    G = avatar.generator_for(networks).eval()
+    device = _device(networks)
+    psi = avatar.psi.to(device)
+    out = []
+    for i in range(0, len(landmark_images), batch):
+        y = to_tensor(landmark_images[i : i + batch]).to(device)
+        pts = None if points is None else points[i : i + batch]
+        out.append(to_uint8(G.render(generator_inputs(avatar, y, pts), psi)))
+    return np.concatenate(out)
+
+
+class FineTuner:
+    """Copies of G and D with ψ′ and w′ as parameters; `step` runs one G phase and one D phase on T frames."""
+
+    def __init__(self, networks: Networks, e: Tensor, psi: Tensor, settings: FinetuneSettings):
+        if networks.D is None:
+            raise ValueError("fine-tuning needs the discriminator: load the model with its D.safetensors")
+        self.settings = settings
+        self.device = _device(networks)
+        self.G = copy.deepcopy(networks.G).train()
+        self.D = copy.deepcopy(networks.D).train()
+        self.psi = nn.Parameter(psi.clone())  # ψ′, starting at the feed-forward P·ê_NEW: (1, psi_size)
+        self.w = nn.Parameter((self.D.w0 + e).detach())  # w′ = w0 + ê_NEW: (1, N)
+        # P and W are replaced by ψ′ and w′; D's w0 only served to initialise w′.
+        g_params = [p for n, p in self.G.named_parameters() if not n.startswith("P.")] + [self.psi]
+        d_params = [p for n, p in self.D.named_parameters() if n not in ("W", "w0")] + [self.w]
+        self.opt_g = torch.optim.Adam(g_params, lr=settings.lr_g, betas=settings.betas)
+        self.opt_d = torch.optim.Adam(d_params, lr=settings.lr_d, betas=settings.betas)
+        self.content = content_loss(settings.loss).to(self.device)
+
+    @staticmethod
+    def _checked(terms: dict[str, Tensor], step: int) -> dict[str, float]:
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        bad = [k for k, v in values.items() if not np.isfinite(v)]
+        if bad:
+            raise TrainingDiverged(f"fine-tuning loss {', '.join(bad)} became non-finite at step {step}; lower the "
+                                   "learning rates or use --tune.precision fp32")
+        return values
+
+    def step(self, x: Tensor, y: Tensor, g_in: Tensor, step: int = 0) -> dict[str, float]:
+        """x, y: (B, 3, R, R) target frames and their landmark images; g_in: G's input (y, plus the guide)."""
+        s, dev = self.settings, self.device
+        w = self.w.expand(len(x), -1)
+        self.D.requires_grad_(False)
+        with autocast(dev, s.precision):
+            fake = self.G.render(g_in, self.psi)
+            terms = generator_losses(fake, x, y, w.detach(), self.D, self.content, s.loss.feature_matching)
+        logged = self._checked(terms, step)
+        self.opt_g.zero_grad(set_to_none=True)
+        sum(terms.values()).backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        with autocast(dev, s.precision):
+            dsc = discriminator_loss(self.D, x, y, fake, w)
+        logged.update(self._checked({"dsc": dsc}, step))
+        self.opt_d.zero_grad(set_to_none=True)
+        dsc.backward()
+        self.opt_d.step()
+        logged["l1"] = float((fake.detach().float() - x).abs().mean())
+        return logged
+
+
+def _check_inputs(frames: np.ndarray, landmark_images: np.ndarray, resolution: int) -> None:
+    expected = (resolution, resolution, 3)
+    if frames.ndim != 4 or frames.shape[1:] != expected or landmark_images.shape != frames.shape:
+        raise ValueError(f"expected (T, {resolution}, {resolution}, 3) frames and landmark images, got "
+                         f"{frames.shape} and {landmark_images.shape}")
+    if not 1 <= len(frames) <= MAX_SHOTS:
+        raise ValueError(f"T must be in 1..{MAX_SHOTS}, got {len(frames)}")
+    if frames.dtype != np.uint8 or landmark_images.dtype != np.uint8:
+        raise ValueError("frames and landmark images must be uint8 RGB")
+
+
+def personalize(
+    networks: Networks,
+    frames: np.ndarray,
+    landmark_images: np.ndarray | None = None,
+    steps: int = 0,
+    settings: FinetuneSettings | None = None,
+    points: np.ndarray | None = None,
+    source_hashes: list[str] | None = None,
+    progress: bool = False,
+) -> Avatar:
+    """T = 1..32 aligned crops of one person -> Avatar; steps = 0 is feed-forward, N > 0 fine-tunes for N steps.
+
+    frames, landmark_images: (T, R, R, 3) uint8 RGB at the model's resolution. points: (T, 68, 2) landmarks in
+    crop pixels; landmark images are drawn from them when not given, and warp-guided models need them.
+    source_hashes default to hashes of the crops' pixels (the CLI passes the files' hashes).
+    """
+    settings = replace(settings or FinetuneSettings(), steps=steps)
+    res = networks.cfg.resolution
+    if landmark_images is None:
+        if points is None:
+            raise ValueError("pass landmark_images or points")
+        landmark_images = np.stack([draw_landmarks(p, res) for p in points])
+    _check_inputs(frames, landmark_images, res)
+    guided = networks.cfg.guidance == "warp"
+    if guided and points is None:
+        raise ValueError("a warp-guided model needs the frames' landmarks (points) for its guides")
+    device = _device(networks)
+    x, y = to_tensor(frames).to(device), to_tensor(landmark_images).to(device)
+    e = embed(networks, x, y)
+    with torch.no_grad():
+        psi = networks.G.eval().psi(e)  # eval: no spectral-norm power iteration touches the shared model
+    sources = {"source_frames": frames, "source_points": np.asarray(points, np.float32)} if guided else {}
+    info = {
+        "format": FORMAT,
+        "model_id": model_id(networks),
+        "model": to_dict(networks.cfg),
+        "T": len(frames),
+        "steps": steps,
+        "source_hashes": source_hashes or [image_hash(f) for f in frames],
+        "settings": to_dict(settings),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if steps == 0:
+        return Avatar(psi.cpu(), e.cpu(), info, None, sources)
+
+    tuner = FineTuner(networks, e, psi, settings)
+    g_in = y if not guided else torch.cat([y, guides(frames, points, points, exclude_self=True).to(device)], 1)
+    gen = torch.Generator().manual_seed(settings.seed)
+    bar = tqdm(range(steps), disable=not progress, unit="step", desc=f"fine-tuning T={len(frames)}",
+               dynamic_ncols=True)
+    for step in bar:
+        idx = torch.randint(len(frames), (settings.batch,), generator=gen).to(device)
+        losses = tuner.step(x[idx], y[idx], g_in[idx], step)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+    bar.close()
+    info["final_losses"] = losses
+    generator = {k: v.detach().cpu().clone() for k, v in tuner.G.state_dict().items()}
+    return Avatar(tuner.psi.detach().cpu().clone(), e.cpu(), info, generator, sources)
