@@ -59,9 +59,14 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 def fid_from_features(real: np.ndarray, fake: np.ndarray) -> float:
-    return frechet_distance(*gaussian(real), *gaussian(fake))
-
-
-def fid(real: np.ndarray, fake: np.ndarray) -> float:
-    """FID between two sets of (N, H, W, 3) uint8 frames (the sets may differ in size)."""
-    return fid_from_features(inception_features(real), inception_features(fake))
+    """FID of two (N, D) feature sets. With fewer frames than dimensions (every clip-level evaluation) it is computed
+    from the centred features A1, A2 (Σ = AᵀA): tr((Σ1 Σ2)^½) is the sum of singular values of A1 A2ᵀ, an N1 × N2
+    matrix, which is exact and a thousand times faster than D × D eigen-decompositions."""
+    if min(len(real), len(fake)) >= real.shape[1]:
+        return frechet_distance(*gaussian(real), *gaussian(fake))
+    if min(len(real), len(fake)) < 2:
+        raise ValueError("FID needs at least two frames per set")
+    a, b = ((f - f.mean(0)) / np.sqrt(len(f) - 1) for f in (real, fake))
+    trace_sqrt = np.linalg.svd(a @ b.T, compute_uv=False).sum()
+    mean_term = ((real.mean(0) - fake.mean(0)) ** 2).sum()
+    return float(mean_term + (a**2).sum() + (b**2).sum() - 2 * trace_sqrt)
