@@ -9,24 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import cv2
 import numpy as np
 
+from faces.config import CropConfig
 from faces.smoothing import gaussian_smooth
-
-
-@dataclass(frozen=True)
-class CropConfig:
-    # Side of the stored square crops, in pixels.
-    resolution: int = 256
-    # Crop side = (1 + margin) × the long side of the landmark box (0.8: face ~55% of the crop, as in VoxCeleb2).
-    margin: float = 0.8
-    # Move the crop centre up by this fraction of the landmark box (negative moves it down, towards the neck).
-    shift: float = 0.0
-    # follow: a smoothed box that follows the head; fixed: one box holding the head over the whole clip.
-    mode: Literal["follow", "fixed"] = "follow"
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal
 
 import cv2
 import numpy as np
 
+from faces.config import DetectorConfig
 from faces.layout import NUM_POINTS
 
-Backend = Literal["dlib", "face-alignment", "mediapipe"]
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 
 
@@ -43,21 +42,6 @@ class Face:
         box = tuple((np.asarray(self.box) + 0.5) * s - 0.5)
         pupils = None if self.pupils is None else (self.pupils + 0.5) * s - 0.5
         return Face(((self.points + 0.5) * s - 0.5).astype(np.float32), box, self.score, pupils)
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    backend: Backend = "dlib"
-    # Images are shrunk so that their long side is at most this before detection (HOG time grows with area).
-    max_side: int = 640
-    # Smaller images are enlarged to this long side, so that faces reach the HOG's 80 px window.
-    min_side: int = 200
-    # When nothing is found, search once more at twice the size (small or distant faces).
-    upsample_retry: bool = True
-    # Faces whose detection score is below this are ignored (dlib HOG scores: ~0 weak, >1 clear frontal face).
-    min_score: float = 0.0
-    # Torch device for the face-alignment backend.
-    device: str = "cpu"
 
 
 def detection_scale(height: int, width: int, config: DetectorConfig) -> float:

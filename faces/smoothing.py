@@ -7,25 +7,10 @@ which is what landmarks need: jitter is removed at rest without lag on a quick h
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class SmoothingConfig:
-    # Turn landmark smoothing off to store the detector's raw points.
-    enabled: bool = True
-    # One-Euro cut-off at rest (Hz): lower removes more jitter from still faces.
-    min_cutoff: float = 1.0
-    # How fast the cut-off rises with speed, in Hz per (face size per second): higher follows fast motion better.
-    beta: float = 8.0
-    # Cut-off (Hz) of the speed estimate that drives the adaptive cut-off.
-    d_cutoff: float = 1.0
-    # Offline runs filter forwards and backwards and average, which cancels the filter's lag.
-    bidirectional: bool = True
-    # Standard deviation (seconds) of the Gaussian that steadies crop boxes: a VoxCeleb-style slow-following crop.
-    crop_sigma: float = 0.5
+from faces.config import SmoothingConfig
 
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:

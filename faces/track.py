@@ -3,21 +3,10 @@ the previous frame's landmarks, which is ~20x cheaper than detection and steadie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from faces.config import TrackConfig
 from faces.detect import Box, Face, LandmarkDetector, box_of
-
-
-@dataclass(frozen=True)
-class TrackConfig:
-    # Run the detector every N frames and track in between; 1 detects on every frame.
-    detect_every: int = 10
-    # A second face at least this fraction of the main face's area makes a detection ambiguous.
-    second_face_ratio: float = 0.5
-    # Re-detect at once when a tracked face changes size by more than this fraction from one frame to the next.
-    max_size_change: float = 0.25
 
 
 def iou(a: Box, b: Box) -> float:

@@ -21,6 +21,14 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
+    "prepare": Command(
+        "faces.config:PrepareConfig", "faces.prepare:run",
+        "Videos (VoxCeleb layout or any folder) -> face crops, landmarks, manifest and train/test split.",
+    ),
+    "bench prepare": Command(
+        "faces.config:PrepareBenchConfig", "faces.bench_prepare:bench_prepare",
+        "Frames/s of prepare on real clips: detect every frame vs detect-and-track, 1 and 2 workers, as JSON.",
+    ),
     "train": Command("training.config:TrainConfig", "training.train:train", "Meta-learn E, G and D on episodes."),
     "bench train": Command(
         "training.config:TrainBenchConfig", "training.bench:bench_train",

@@ -1,0 +1,385 @@
+"""`heads prepare`: videos -> face crops, landmarks and a manifest, offline and deterministic.
+
+Layout of the output folder (see docs/data.md):
+    config.json           the PrepareConfig of the last run
+    manifest.jsonl        one line per prepared clip: its meta.json plus its split
+    rejects.jsonl         one line per rejected clip with the reason
+    clips/<clip>/         00000.jpg ... (R×R crops), landmarks.npz, meta.json
+
+Each clip is written to a temporary folder and renamed into place when complete, so an interrupted run leaves
+no half clip, and a re-run skips what is done. One bad clip is a reject, never the end of the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from faces.config import PrepareConfig
+from faces.crop import CropTransform, clip_transforms, photo_transform
+from faces.detect import Face, LandmarkDetector, load_detector
+from faces.image_io import IMAGE_SUFFIXES, ImageError, load_image
+from faces.smoothing import segments, smooth_landmarks
+from faces.sources import Source, find_sources, read_identities, split_of
+from faces.track import FaceTracker
+from faces.video import VideoError, VideoReader
+
+FRAMES_FPS = 25.0  # VoxCeleb frame folders hold 25 fps video frames
+FRAME_BUFFER_BYTES = 256 << 20  # frames of a clip kept for the second pass; above this the video is decoded again
+COMPATIBLE = ("crop", "detector")  # config sections that must match to add clips to an existing output folder
+
+REJECT_REASONS = ("unreadable", "no face", "several faces", "too short", "error")
+
+
+class Reject(Exception):
+    """A clip that cannot be used; `reason` is one of REJECT_REASONS, the message says why in a sentence."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    clip: str
+    source: str
+    frames: int  # frames stored (0 when rejected)
+    decoded: int  # frames read from the source
+    seconds: float
+    reason: str | None = None
+    detail: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------- one clip
+
+
+@contextmanager
+def _open_frames(source: Source, config: PrepareConfig) -> Iterator[tuple[float, Iterator[tuple[int, np.ndarray]]]]:
+    """(rate of the sampled frames, iterator of (source frame number, RGB frame)) for any kind of source."""
+    if source.kind == "video":
+        with VideoReader(source.path, threads=1) as reader:
+            fps = reader.info.fps if config.fps is None else min(config.fps, reader.info.fps)
+            yield fps, reader.sample(config.fps, config.max_frames)
+    elif source.kind == "frames":
+        files = sorted(p for p in source.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        step = 1 if config.fps is None else max(1, round(FRAMES_FPS / config.fps))
+        chosen = list(enumerate(files))[::step][: config.max_frames]
+        yield FRAMES_FPS / step, ((index, load_image(path)) for index, path in chosen)
+    else:
+        yield FRAMES_FPS, iter([(0, load_image(source.path))])
+
+
+def _track(source: Source, config: PrepareConfig, detector: LandmarkDetector):
+    """First pass: landmarks of the followed face on every sampled frame; frames kept in memory when small."""
+    tracker = FaceTracker(detector, config.track)
+    rows, points, pupils, starts = [], [], [], []
+    buffer: list[np.ndarray] | None = []
+    buffered_bytes, decoded, last_sample = 0, 0, -2
+    with _open_frames(source, config) as (fps, frames):
+        for sample, (index, frame) in enumerate(frames):
+            decoded += 1
+            face: Face | None = tracker(frame)
+            if face is None:
+                continue
+            rows.append(index)
+            points.append(face.points)
+            pupils.append(face.pupils)
+            starts.append(tracker.new_track or sample != last_sample + 1)  # smoothing restarts after a gap
+            last_sample = sample
+            buffered_bytes += frame.nbytes
+            if buffer is not None and buffered_bytes <= FRAME_BUFFER_BYTES:
+                buffer.append(frame)
+            else:
+                buffer = None
+    return fps, tracker, rows, points, pupils, starts, buffer, decoded
+
+
+def _check(source: Source, config: PrepareConfig, tracker: FaceTracker, found: int, decoded: int) -> None:
+    if decoded == 0:
+        raise Reject("unreadable", "no frame could be read")
+    if found == 0:
+        raise Reject("no face", f"no face found in {decoded} frames ({tracker.detections} detector runs)")
+    if tracker.ambiguous > config.max_ambiguous * tracker.detections:
+        raise Reject(
+            "several faces",
+            f"{tracker.ambiguous} of {tracker.detections} detections saw {tracker.faces_seen} faces of similar size",
+        )
+    if source.kind != "image" and found < config.min_frames:
+        raise Reject("too short", f"only {found} frames with a face (need {config.min_frames})")
+
+
+def _crops(points: np.ndarray, starts: list[bool], fps: float, config: PrepareConfig) -> tuple:
+    """Smoothed landmarks and crop transforms, smoothing within continuous runs only."""
+    if len(points) == 1:
+        return points.copy(), [photo_transform(points[0], config.crop)]
+    runs = segments(np.cumsum(starts), max_gap=0)  # a new run wherever the track restarts
+    smooth = np.concatenate([smooth_landmarks(points[r], fps, config.smoothing) for r in runs])
+    if config.crop.mode == "fixed":
+        return smooth, clip_transforms(smooth[:, :68], fps, config.crop, config.smoothing.crop_sigma)
+    transforms: list[CropTransform] = []
+    for r in runs:
+        transforms += clip_transforms(smooth[r, :68], fps, config.crop, config.smoothing.crop_sigma)
+    return smooth, transforms
+
+
+def _write_frames(folder: Path, frames: Iterable[np.ndarray], transforms: list[CropTransform], quality: int):
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    count = 0
+    for row, (frame, transform) in enumerate(zip(frames, transforms, strict=False)):
+        ok, data = cv2.imencode(".jpg", cv2.cvtColor(transform.crop(frame), cv2.COLOR_RGB2BGR), params)
+        if not ok:
+            raise RuntimeError(f"JPEG encoding failed for row {row}")
+        (folder / f"{row:05d}.jpg").write_bytes(data.tobytes())
+        count += 1
+    if count != len(transforms):
+        raise VideoError(f"the second decoding pass gave {count} frames instead of {len(transforms)}")
+
+
+def process_clip(source: Source, config: PrepareConfig, detector: LandmarkDetector, dst: Path) -> ClipResult:
+    """Prepare one clip into dst/clips/<clip>, or return why it was rejected. Never raises for a bad input."""
+    start = time.perf_counter()
+    decoded = 0
+    tmp = dst / "clips" / f".tmp-{source.clip}-{os.getpid()}"
+    try:
+        fps, tracker, rows, points, pupils, starts, buffer, decoded = _track(source, config, detector)
+        _check(source, config, tracker, len(rows), decoded)
+        has_pupils = all(p is not None for p in pupils)
+        track = np.stack(points).astype(np.float32)
+        if has_pupils:
+            track = np.concatenate([track, np.stack(pupils)], axis=1)  # smoothed together with the face
+        smooth, transforms = _crops(track, starts, fps, config)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if buffer is not None:
+            _write_frames(tmp, buffer, transforms, config.jpeg_quality)
+        else:  # second pass over the source: decoding is deterministic, so the same frames come back
+            wanted = set(rows)
+            with _open_frames(source, config) as (_, frames):
+                _write_frames(tmp, (f for i, f in frames if i in wanted), transforms, config.jpeg_quality)
+        crop_points = np.stack([t.to_crop(p) for t, p in zip(transforms, smooth, strict=True)])
+        raw_points = np.stack([t.to_crop(p) for t, p in zip(transforms, track, strict=True)])
+        arrays = {
+            "points": crop_points[:, :68],
+            "points_raw": raw_points[:, :68],
+            "transforms": np.stack([t.to_array() for t in transforms]),
+            "frame_index": np.asarray(rows, np.int64),
+        }
+        if has_pupils:
+            arrays["pupils"] = crop_points[:, 68:70]
+        np.savez(tmp / "landmarks.npz", **arrays)
+        meta = {
+            "clip": source.clip,
+            "identity": source.identity,
+            "source": source.relative,
+            "kind": source.kind,
+            "frames": len(rows),
+            "fps": fps,
+            "resolution": config.crop.resolution,
+            "decoded": decoded,
+            "detector": config.detector.backend,
+            "detections": tracker.detections,
+            "pupils": has_pupils,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        final = dst / "clips" / source.clip
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        return ClipResult(source.clip, source.relative, len(rows), decoded, time.perf_counter() - start)
+    except Exception as e:  # a clip's failure must never end the run: it becomes a reject with the reason
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, Reject):
+            reason, detail = e.reason, str(e)
+        elif isinstance(e, VideoError | ImageError):
+            reason, detail = "unreadable", str(e)
+        else:
+            reason, detail = "error", f"{type(e).__name__}: {e}"
+        return ClipResult(source.clip, source.relative, 0, decoded, time.perf_counter() - start, reason, detail)
+
+
+# ---------------------------------------------------------------------------------------------------- workers
+
+_worker_detector: LandmarkDetector | None = None
+
+
+def _init_worker(config: PrepareConfig) -> None:
+    """One thread per worker: parallelism comes from processes, and idle OpenMP threads must not spin."""
+    global _worker_detector
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    os.environ["OMP_NUM_THREADS"] = "1"
+    cv2.setNumThreads(1)
+    _worker_detector = load_detector(config.detector)
+
+
+def _worker_process(source: Source, config: PrepareConfig, dst: Path) -> ClipResult:
+    assert _worker_detector is not None
+    return process_clip(source, config, _worker_detector, dst)
+
+
+def _run_parallel(jobs: list[Source], config: PrepareConfig) -> Iterator[ClipResult]:
+    """Results as they finish. A worker that dies (e.g. a crash inside a native library) costs only the clips it
+    was holding, which become rejects; a fresh pool takes the rest."""
+    pending = deque(jobs)
+    context = get_context("spawn")
+    while pending:
+        with ProcessPoolExecutor(
+            config.workers, mp_context=context, initializer=_init_worker, initargs=(config,)
+        ) as pool:
+            inflight: dict[Future, Source] = {}
+            try:
+                while pending or inflight:
+                    while pending and len(inflight) < 2 * config.workers:
+                        source = pending.popleft()
+                        inflight[pool.submit(_worker_process, source, config, config.dst)] = source
+                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        inflight.pop(future)
+                        yield future.result()
+            except BrokenProcessPool:
+                for source in inflight.values():
+                    detail = "a worker process died while this clip (or one beside it) was being prepared"
+                    yield ClipResult(source.clip, source.relative, 0, 0, 0.0, "error", detail)
+
+
+def _run_serial(jobs: list[Source], config: PrepareConfig) -> Iterator[ClipResult]:
+    detector = load_detector(config.detector)
+    for source in jobs:
+        yield process_clip(source, config, detector, config.dst)
+
+
+# ---------------------------------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class PrepareSummary:
+    clips: int  # clips found in the source
+    skipped: int  # already prepared or rejected by an earlier run
+    prepared: int  # prepared by this run
+    rejected: int  # rejected by this run
+    frames: int  # frames stored by this run
+    decoded: int  # frames read by this run
+    seconds: float
+    reasons: dict[str, int]
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _check_compatible(config: PrepareConfig) -> None:
+    """Refuse to mix clips made with different crops or detectors in one folder."""
+    path = config.dst / "config.json"
+    if not path.is_file():
+        return
+    before = json.loads(path.read_text())
+    now = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    for key in COMPATIBLE:
+        if before.get(key) != now[key]:
+            raise SystemExit(
+                f"heads prepare: {config.dst} was prepared with different {key} settings ({before.get(key)}); "
+                "use another output folder or the same settings"
+            )
+
+
+def write_manifest(dst: Path, test_fraction: float) -> list[dict]:
+    """manifest.jsonl from every clips/*/meta.json, each with its identity's split; returns the entries."""
+    entries = []
+    for meta in sorted((dst / "clips").glob("*/meta.json")):
+        entry = json.loads(meta.read_text())
+        entry["split"] = split_of(entry["identity"], test_fraction)
+        entries.append(entry)
+    _write_atomic(dst / "manifest.jsonl", "".join(json.dumps(e) + "\n" for e in entries))
+    return entries
+
+
+def prepare(config: PrepareConfig) -> PrepareSummary:
+    """Prepare every clip under config.src into config.dst (see the module docstring for the layout)."""
+    if config.workers < 1:
+        raise SystemExit("heads prepare: --workers must be at least 1")
+    identities = read_identities(config.identities) if config.identities else None
+    try:
+        sources = find_sources(config.src, config.images, identities)
+    except FileNotFoundError as e:
+        raise SystemExit(f"heads prepare: {e}") from e
+    dst = config.dst
+    _check_compatible(config)
+    (dst / "clips").mkdir(parents=True, exist_ok=True)
+    for leftover in (dst / "clips").glob(".tmp-*"):  # from an interrupted run
+        shutil.rmtree(leftover, ignore_errors=True)
+    _write_atomic(dst / "config.json", json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n")
+
+    done = {p.parent.name for p in (dst / "clips").glob("*/meta.json")}
+    rejects = {r["clip"]: r for r in _read_jsonl(dst / "rejects.jsonl")}
+    skip = done | (set() if config.retry_rejects else set(rejects))
+    jobs = [s for s in sources if s.clip not in skip]
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), unit="clip", disable=not config.progress, smoothing=0.1, dynamic_ncols=True)
+    run = _run_serial if config.workers == 1 else _run_parallel
+    start = time.perf_counter()
+    frames = decoded = prepared = 0
+    reasons: dict[str, int] = {}
+    with open(dst / "rejects.jsonl", "a") as log:
+        for result in run(jobs, config):
+            decoded += result.decoded
+            if result.reason is None:
+                prepared += 1
+                frames += result.frames
+                rejects.pop(result.clip, None)
+            else:
+                reasons[result.reason] = reasons.get(result.reason, 0) + 1
+                entry = {"clip": result.clip, "source": result.source, "reason": result.reason}
+                rejects[result.clip] = {**entry, "detail": result.detail}
+                log.write(json.dumps(rejects[result.clip]) + "\n")
+                log.flush()
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(frames_s=f"{frames / elapsed:.1f}", rejected=sum(reasons.values()), refresh=False)
+            bar.update()
+    bar.close()
+    seconds = time.perf_counter() - start
+    kept = {p.parent.name for p in (dst / "clips").glob("*/meta.json")}
+    _write_atomic(
+        dst / "rejects.jsonl", "".join(json.dumps(r) + "\n" for c, r in sorted(rejects.items()) if c not in kept)
+    )
+    write_manifest(dst, config.test_fraction)
+    summary = PrepareSummary(
+        len(sources), len(sources) - len(jobs), prepared, sum(reasons.values()), frames, decoded, seconds, reasons
+    )
+    if config.progress:
+        print(
+            f"heads prepare: {prepared} clips prepared, {summary.rejected} rejected {reasons or ''}, "
+            f"{summary.skipped} already done; {frames} frames in {seconds:.1f} s "
+            f"({summary.frames_per_second:.1f} frames/s). Output: {dst}"
+        )
+    return summary
+
+
+def run(config: PrepareConfig) -> None:
+    """Entry point of `heads prepare`."""
+    prepare(config)
