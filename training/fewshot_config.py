@@ -64,9 +64,10 @@ class FinetuneConfig:
     """T, the number of frames taken from --video."""
     landmarks: str | None = None
     """68 landmarks (x, y in pixels of the original image) as .json or .npy, for one image where detection fails
-    (a painting); needs --box too."""
+    (a painting): they replace detection."""
     box: tuple[float, float, float, float] | None = None
-    """Face box x0 y0 x1 y1 in pixels of the original image, used with --landmarks."""
+    """Face box x0 y0 x1 y1 in pixels of the original image, for one image where detection fails: the landmarks
+    are fitted inside it."""
     out: str = "avatars/avatar"
     """Avatar folder to write (avatar.json + avatar.safetensors)."""
     feed_forward: bool = False
@@ -78,8 +79,6 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.shots <= MAX_SHOTS:
             raise ValueError(f"shots must be in 1..{MAX_SHOTS}")
-        if (self.landmarks is None) != (self.box is None):
-            raise ValueError("--landmarks and --box go together")
 
 
 @dataclass(frozen=True)

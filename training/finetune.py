@@ -8,6 +8,7 @@ parameters differ: P and W are gone, ψ′ and w′ take their place.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import replace
 from functools import lru_cache
@@ -18,16 +19,23 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from faces.config import CropConfig, DetectorConfig
+from faces.crop import photo_transform
+from faces.detect import load_detector
 from faces.guide import warp_guide
+from faces.image_io import load_image
 from faces.landmark_image import draw_landmarks
+from faces.motion import check_points
+from faces.video import VideoReader
+from heads.errors import UserError
 from training.avatar import FORMAT, Avatar, image_hash, model_id
 from training.checkpoint import load_weights, resolve_checkpoint
 from training.config import LossConfig, to_dict
 from training.data import to_tensor, to_uint8
-from training.fewshot_config import MAX_SHOTS, FinetuneSettings
+from training.fewshot_config import MAX_SHOTS, FinetuneConfig, FinetuneSettings
 from training.losses import ContentLoss
 from training.models import Networks
-from training.train import TrainingDiverged, autocast, discriminator_loss, generator_losses
+from training.train import TrainingDiverged, autocast, discriminator_loss, generator_losses, resolve_device
 
 EMBED_BATCH = 8  # frames per pass of E, bounding memory at T = 32
 
@@ -220,3 +228,85 @@ def personalize(
     info["final_losses"] = losses
     generator = {k: v.detach().cpu().clone() for k, v in tuner.G.state_dict().items()}
     return Avatar(tuner.psi.detach().cpu().clone(), e.cpu(), info, generator, sources)
+
+
+# ---------------------------------------------------------------------------------------------------- the CLI
+
+
+def read_points(path: str | Path) -> np.ndarray:
+    """68 (x, y) landmarks from .npy, or .json as a list of pairs or {"points": [...]}."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            values = np.load(path)
+        else:
+            data = json.loads(path.read_text())
+            values = np.asarray(data["points"] if isinstance(data, dict) else data, np.float64)
+        return check_points(values)
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"{path}: expected 68 (x, y) landmarks as .npy or .json ({error})") from error
+
+
+def _video_frames(path: str, count: int) -> tuple[list[np.ndarray], list[str]]:
+    """`count` frames evenly spaced over the clip, with names for messages."""
+    with VideoReader(path) as reader:
+        total = max(reader.info.frames, 1)
+        wanted = set(np.linspace(0, total - 1, count).round().astype(int).tolist())
+        picked = [(i, f) for i, f in reader.sample() if i in wanted]
+    if len(picked) < count:
+        raise UserError(f"{path}: only {len(picked)} frames could be read, {count} were asked for")
+    return [f for _, f in picked], [f"{path} frame {i}" for i, _ in picked]
+
+
+def load_sources(cfg: FinetuneConfig, resolution: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Photos, a painting or video frames -> (T, R, R, 3) uint8 crops, (T, 68, 2) crop landmarks, source hashes.
+
+    Crops are made as `heads prepare` makes them (faces.crop.photo_transform, default CropConfig), so the model
+    sees the framing it was trained on.
+    """
+    if bool(cfg.images) == bool(cfg.video):
+        raise UserError("pass photos (--images) or a video (--video), not both and not neither")
+    if (cfg.landmarks or cfg.box) and len(cfg.images) != 1:
+        raise UserError("--landmarks and --box describe one image: pass exactly one with --images")
+    if len(cfg.images) > MAX_SHOTS:
+        raise UserError(f"at most {MAX_SHOTS} photos, got {len(cfg.images)}")
+    if cfg.video:
+        images, names = _video_frames(cfg.video, cfg.shots)
+        hashes = [image_hash(image) for image in images]
+    else:
+        images = [load_image(p) for p in cfg.images]
+        names = list(cfg.images)
+        hashes = [image_hash(Path(p).read_bytes()) for p in cfg.images]
+    detector = load_detector(DetectorConfig())
+    crop = CropConfig(resolution=resolution)
+    frames, points = [], []
+    for image, name in zip(images, names, strict=True):
+        if cfg.landmarks:
+            found = read_points(cfg.landmarks)
+        elif cfg.box:
+            found = detector.fit(image, cfg.box).points
+        else:
+            faces = detector.detect(image)
+            if not faces:
+                raise UserError(f"{name}: no face found; for a painting or drawing pass its 68 landmarks with "
+                                "--landmarks (JSON/NPY) or the face box with --box x0 y0 x1 y1")
+            found = faces[0].points
+        transform = photo_transform(np.asarray(found, np.float64), crop)
+        frames.append(transform.crop(image))
+        points.append(transform.to_crop(found))
+    return np.stack(frames), np.stack(points).astype(np.float64), hashes
+
+
+def finetune(cfg: FinetuneConfig) -> Avatar:
+    """`heads finetune`: load the model and the person's images, personalize, write the avatar folder."""
+    device = resolve_device(cfg.device)
+    networks = load_networks(cfg.model, device)
+    frames, points, hashes = load_sources(cfg, networks.cfg.resolution)
+    steps = 0 if cfg.feed_forward else cfg.tune.resolved_steps(len(frames))
+    start = time.perf_counter()
+    avatar = personalize(networks, frames, None, steps, cfg.tune, points, hashes, progress=cfg.progress)
+    seconds = time.perf_counter() - start
+    folder = avatar.save(cfg.out)
+    kind = "feed-forward" if steps == 0 else f"fine-tuned ({steps} steps)"
+    print(f"wrote {folder}: {kind} avatar from T={len(frames)} in {seconds:.1f} s")
+    return avatar

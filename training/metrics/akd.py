@@ -7,7 +7,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from faces.detect import DetectorConfig, LandmarkDetector, load_detector
+from faces.config import DetectorConfig
+from faces.detect import LandmarkDetector, load_detector
 from faces.layout import NUM_POINTS, interocular
 
 AKD_SIDE = 256  # distances are reported as if every frame were 256 px, whatever the model's resolution

@@ -1,0 +1,259 @@
+"""`heads evaluate`: the paper's self-reenactment protocol (Zakharov et al. 2019, Table 1) on prepared test clips.
+
+Per test clip: T ∈ {1, 8, 32} personalization frames from the first half, 32 hold-out frames from the second half;
+every method re-renders the hold-out frames from their landmarks and is compared with the real ones. Methods: the
+still frame and the piecewise-affine warp (baselines that need no learning), and the feed-forward (FF) and
+fine-tuned (FT) avatars.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from faces.landmark_image import draw_landmarks
+from faces.warp import MultiSourceWarp
+from heads.errors import UserError
+from training.avatar import model_id
+from training.config import to_dict
+from training.fewshot_config import EvaluateConfig, FinetuneSettings
+from training.finetune import load_networks, personalize, render
+from training.metrics.akd import akd, detect_landmarks, normalized_landmark_error
+from training.metrics.csim import csim
+from training.metrics.fid import fid_from_features, inception_features
+from training.metrics.motion import opening_correlation
+from training.metrics.perceptual import perceptual_distance
+from training.metrics.ssim import ssim
+from training.models import Networks
+from training.prepared import PreparedEpisodes
+from training.train import resolve_device
+
+LABELS = {"still": "still frame", "warp": "warp", "ff": "FF", "ft": "FT"}
+# Table columns: (key, header); ↑ higher is better, ↓ lower is better.
+COLUMNS = (
+    ("ssim", "SSIM↑"), ("lpips", "LPIPS-dlib↓"), ("csim", "CSIM↑"), ("fid", "FID↓"), ("akd", "AKD↓"),
+    ("nme", "NME↓"), ("mouth", "mouth r↑"), ("eye", "eye r↑"), ("detected", "detected↑"),
+)
+LANDMARK_METRICS = ("akd", "nme", "mouth", "eye")
+
+
+@dataclass
+class Clip:
+    """One test video as aligned crops at the model's resolution."""
+
+    name: str
+    frames: np.ndarray  # (F, R, R, 3) uint8 RGB
+    points: np.ndarray  # (F, 68, 2) landmarks in crop pixels
+    landmark_images: np.ndarray  # (F, R, R, 3) uint8, as the model saw them in training
+
+
+def split_frames(count: int, shots: tuple[int, ...], holdout: int) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """Frame indices: T evenly spaced in the first half for each T (the first frame always among them), and
+    `holdout` evenly spaced in the second half, so personalization and hold-out never share a frame."""
+    half = count // 2
+    if half < max(shots) or count - half < holdout:
+        raise ValueError(f"{count} frames cannot give {max(shots)} personalization + {holdout} hold-out frames")
+    personal = {t: np.unique(np.linspace(0, half - 1, t).round().astype(int)) for t in shots}
+    return personal, np.linspace(half, count - 1, holdout).round().astype(int)
+
+
+def still_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.ndarray:
+    """Baseline: the first personalization frame, repeated for every hold-out frame."""
+    return np.repeat(clip.frames[personal[:1]], len(holdout), 0)
+
+
+def warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.ndarray:
+    """Baseline: the personalization frame nearest in expression and pose, warped onto each hold-out's landmarks."""
+    warp = MultiSourceWarp(list(clip.frames[personal]), clip.points[personal])
+    return np.stack([warp(clip.points[i]).image for i in holdout])
+
+
+def score(fake: np.ndarray, real: np.ndarray, driving: np.ndarray, metrics: tuple[str, ...],
+          lpips_net: str) -> dict[str, float]:
+    """Per-clip metrics of one method: (N, R, R, 3) uint8 generated and real frames, (N, 68, 2) driving landmarks."""
+    out: dict[str, float] = {}
+    if "ssim" in metrics:
+        out["ssim"] = float(ssim(fake, real).mean())
+    if "lpips" in metrics:
+        out["lpips"] = float(perceptual_distance(fake, real, lpips_net).mean())
+    if "csim" in metrics:
+        values, fallbacks = csim(fake, real)
+        out["csim"], out["csim_unaligned"] = float(values.mean()), fallbacks / (2 * len(fake))
+    if any(m in metrics for m in LANDMARK_METRICS):
+        detected = detect_landmarks(fake)
+        out["detected"] = float(np.isfinite(detected).all((1, 2)).mean())
+        values = {
+            "akd": lambda: akd(detected, driving, fake.shape[1]),
+            "nme": lambda: normalized_landmark_error(detected, driving),
+            "mouth": lambda: opening_correlation(detected, driving, "mouth"),
+            "eye": lambda: opening_correlation(detected, driving, "eye"),
+        }
+        out.update({m: values[m]() for m in LANDMARK_METRICS if m in metrics})
+    return out
+
+
+def _grid(clip: Clip, personal: np.ndarray, holdout: np.ndarray, outputs: dict[str, np.ndarray],
+          rows: int) -> np.ndarray:
+    """Rows of hold-out frames: source photo | driving landmarks | real | one column per method."""
+    picks = np.linspace(0, len(holdout) - 1, min(rows, len(holdout))).round().astype(int)
+    lines = []
+    for r, k in enumerate(picks):
+        cells = [clip.frames[personal[r % len(personal)]], clip.landmark_images[holdout[k]], clip.frames[holdout[k]]]
+        lines.append(np.concatenate(cells + [outputs[m][k] for m in outputs], 1))
+    return np.concatenate(lines, 0)
+
+
+def _format(value: float | None) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:.4g}"
+
+
+def write_tables(out: Path, rows: list[dict]) -> None:
+    """results.md and results.csv shaped like the paper's Table 1: one row per (method, T). The CSV also carries the
+    bookkeeping columns (clips, share of CSIM frames without an aligned face)."""
+    headers = dict(COLUMNS)
+    shown = [k for k in headers if any(k in r for r in rows)]
+    extra = sorted({k for r in rows for k in r} - set(shown) - {"method", "T"})
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["method", "T", *shown, *extra])
+        writer.writerows([[r["method"], r["T"], *[r.get(k, "") for k in shown + extra]] for r in rows])
+    lines = ["| method | T | " + " | ".join(headers[k] for k in shown) + " |", "|---|---|" + "---|" * len(shown)]
+    lines += [f"| {r['method']} | {r['T']} | " + " | ".join(_format(r.get(k)) for k in shown) + " |" for r in rows]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def append_jsonl(out: Path, rows: list[dict], header: dict) -> None:
+    """One line per metric in metric-<name>.jsonl (appended, as stylegan3 does), all methods and T in it."""
+    for key, _ in COLUMNS:
+        results = {f"{r['method']}/T={r['T']}": r[key] for r in rows if key in r}
+        if results:
+            with open(out / f"metric-{key}.jsonl", "a") as f:
+                f.write(json.dumps({"metric": key, "results": results, **header}) + "\n")
+
+
+def generate(networks: Networks, clip: Clip, method: str, personal: np.ndarray, holdout: np.ndarray,
+             tune: FinetuneSettings, progress: bool) -> np.ndarray:
+    """One method's (N, R, R, 3) uint8 re-rendering of the hold-out frames from T personalization frames."""
+    if method == "still":
+        return still_frames(clip, personal, holdout)
+    if method == "warp":
+        return warp_frames(clip, personal, holdout)
+    steps = 0 if method == "ff" else tune.resolved_steps(len(personal))
+    avatar = personalize(networks, clip.frames[personal], clip.landmark_images[personal], steps, tune,
+                         clip.points[personal], progress=progress)
+    return render(networks, avatar, clip.landmark_images[holdout], clip.points[holdout])
+
+
+def _mean(values: list[float]) -> float:
+    """Mean over the clips where the metric exists (e.g. a face was detected); NaN when it exists for none."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def _fid_key(method: str, t: int) -> tuple[str, int | None]:
+    return method, None if method == "still" else t
+
+
+def evaluate_clips(networks: Networks, clips: list[Clip], cfg: EvaluateConfig, out: Path) -> list[dict]:
+    """Run every method on every clip; returns the table rows (per-clip means; FID over all clips)."""
+    per_clip: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    features: dict[tuple[str, int | None] | str, list[np.ndarray]] = defaultdict(list)
+    (out / "grids").mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=len(clips) * len(cfg.shots), disable=not cfg.progress, unit="run", desc="evaluate")
+    for clip in clips:
+        personal_sets, holdout = split_frames(len(clip.frames), cfg.shots, cfg.holdout)
+        real, driving = clip.frames[holdout], clip.points[holdout]
+        if "fid" in cfg.metrics:
+            features["real"].append(inception_features(real))
+        cache: dict[str, tuple[np.ndarray, dict]] = {}  # the still frame does not depend on T: made and scored once
+        for t in cfg.shots:
+            personal, outputs = personal_sets[t], {}
+            for method in cfg.methods:
+                if method in cache:
+                    images, result = cache[method]
+                else:
+                    images = generate(networks, clip, method, personal, holdout, cfg.tune, cfg.progress)
+                    result = score(images, real, driving, cfg.metrics, cfg.lpips_net)
+                    if "fid" in cfg.metrics:
+                        features[_fid_key(method, t)].append(inception_features(images))
+                    if method == "still":
+                        cache[method] = (images, result)
+                outputs[method] = images
+                per_clip[(method, t)].append(result)
+            if t == max(cfg.shots):
+                grid = _grid(clip, personal, holdout, outputs, cfg.grid_rows)
+                Image.fromarray(grid).save(out / "grids" / f"{clip.name}.png")
+            bar.update(1)
+    bar.close()
+    rows = []
+    for t in sorted(cfg.shots):
+        for method in cfg.methods:
+            results = per_clip[(method, t)]
+            row = {"method": LABELS[method], "T": t, "videos": len(results)}
+            row.update({key: _mean([r[key] for r in results]) for key in results[0]})
+            if "fid" in cfg.metrics:
+                fake = np.concatenate(features[_fid_key(method, t)])
+                row["fid"] = fid_from_features(np.concatenate(features["real"]), fake)
+            rows.append(row)
+    with open(out / "per_video.jsonl", "w") as f:
+        for (method, t), results in per_clip.items():
+            for clip, r in zip(clips, results, strict=True):
+                f.write(json.dumps({"video": clip.name, "method": LABELS[method], "T": t, **r}) + "\n")
+    return rows
+
+
+def evaluate(cfg: EvaluateConfig) -> Path:
+    """The whole protocol; returns the output folder."""
+    device = resolve_device(cfg.device)
+    networks = load_networks(cfg.model, device)
+    clips = load_clips(cfg.data, cfg.split, networks.cfg.resolution, cfg.max_videos)
+    needed = 2 * max(max(cfg.shots), cfg.holdout)
+    usable = [c for c in clips if len(c.frames) >= needed]
+    if len(usable) < len(clips):
+        print(f"skipping {len(clips) - len(usable)} clips with fewer than {needed} frames")
+    if not usable:
+        raise UserError(f"no {cfg.split} clip in {cfg.data} has the {needed} frames that T = {max(cfg.shots)} and "
+                        f"{cfg.holdout} hold-out frames need; lower --shots / --holdout")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    rows = evaluate_clips(networks, usable, cfg, out)
+    write_tables(out, rows)
+    header = {
+        "model": str(cfg.model), "model_id": model_id(networks), "data": str(cfg.data), "split": cfg.split,
+        "videos": len(usable), "holdout": cfg.holdout, "lpips_net": cfg.lpips_net,
+        "steps": {t: cfg.tune.resolved_steps(t) for t in cfg.shots}, "tune": to_dict(cfg.tune),
+        "total_time": time.time() - start, "timestamp": time.time(),
+    }
+    append_jsonl(out, rows, header)
+    print((out / "results.md").read_text())
+    print(f"wrote {out}")
+    return out
+
+
+
+
+def load_clips(root: str | Path, split: str, resolution: int, max_videos: int | None = None) -> list[Clip]:
+    """The `split` clips of a `heads prepare` folder at the model's resolution, read the way training reads them
+    (training.prepared: same resizing, landmark images with pupils when the clips have them)."""
+    try:
+        episodes = PreparedEpisodes(root, split=split, resolution=resolution)
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from error
+    clips = []
+    for video, entry in enumerate(episodes.clips[:max_videos]):
+        arrays = episodes._arrays(video)
+        points, pupils = arrays["points"].astype(np.float64), arrays.get("pupils")
+        frames = np.stack([episodes._frame(video, row) for row in range(len(points))])
+        landmark_images = np.stack([draw_landmarks(p, resolution, None if pupils is None else pupils[i])
+                                    for i, p in enumerate(points)])
+        clips.append(Clip(entry["clip"], frames, points, landmark_images))
+    return clips
