@@ -34,6 +34,18 @@ COMMANDS: dict[str, Command] = {
         "training.config:TrainBenchConfig", "training.bench:bench_train",
         "Training speed (it/s, images/s, peak memory) of the compact and paper models, as JSON.",
     ),
+    "finetune": Command(
+        "training.fewshot_config:FinetuneConfig", "training.finetune:finetune",
+        "Personalize a model to 1-32 photos, video frames or a painting: an avatar folder (FF or fine-tuned).",
+    ),
+    "evaluate": Command(
+        "training.fewshot_config:EvaluateConfig", "training.evaluate:evaluate",
+        "The paper's self-reenactment protocol on prepared test clips: still, warp, FF, FT; Table 1 as MD/CSV.",
+    ),
+    "bench finetune": Command(
+        "training.fewshot_config:FinetuneBenchConfig", "training.bench_finetune:bench_finetune",
+        "Seconds to fine-tune (T = 1, 8, 32) and feed-forward latency of the compact and paper models, as JSON.",
+    ),
     "bench warp": Command(
         "faces.bench_warp:WarpBenchConfig", "faces.bench_warp:bench_warp",
         "Milliseconds per frame of the piecewise-affine warp (maps and remap, 128 and 256 px), as JSON.",
