@@ -44,9 +44,9 @@ class SmoothingConfig:
     # Turn landmark smoothing off to store the detector's raw points.
     enabled: bool = True
     # One-Euro cut-off at rest (Hz): lower removes more jitter from still faces.
-    min_cutoff: float = 1.0
+    min_cutoff: float = 0.5
     # How fast the cut-off rises with speed, in Hz per (face size per second): higher follows fast motion better.
-    beta: float = 8.0
+    beta: float = 4.0
     # Cut-off (Hz) of the speed estimate that drives the adaptive cut-off.
     d_cutoff: float = 1.0
     # Offline runs filter forwards and backwards and average, which cancels the filter's lag.

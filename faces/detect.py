@@ -95,8 +95,9 @@ class LandmarkDetector(ABC):
         """All faces in an (H, W, 3) uint8 RGB image, largest first."""
 
     @abstractmethod
-    def fit(self, image: np.ndarray, box: Box) -> Face:
-        """Landmarks of the face known to lie in `box` (no detection: used to track between detections)."""
+    def fit(self, image: np.ndarray, box: Box) -> Face | None:
+        """Landmarks of the face known to lie in `box` (no detection: used to track between detections); None
+        when the backend can tell that the face is gone."""
 
     @staticmethod
     def _largest_first(faces: list[Face]) -> list[Face]:

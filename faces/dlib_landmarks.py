@@ -15,6 +15,7 @@ import numpy as np
 from faces.detect import Box, DetectorConfig, DetectorUnavailable, Face, LandmarkDetector, resize_for_detection
 
 SHAPE_PREDICTOR = "shape_predictor_68_face_landmarks.dat"
+HOG_WINDOW = 80  # px: the smallest face dlib's frontal HOG detector finds without upsampling
 FIT_SIDE = 640  # px: faces are enlarged to about this size for the predictor, giving sub-pixel landmarks
 
 
@@ -50,15 +51,18 @@ class DlibDetector(LandmarkDetector):
         self._predictor = dlib.shape_predictor(str(model_path(SHAPE_PREDICTOR)))
 
     def _boxes(self, gray: np.ndarray) -> list[tuple[Box, float]]:
-        """HOG boxes and scores in `gray`'s coordinates, retrying once at 2x when nothing is found."""
+        """HOG boxes and scores in `gray`'s coordinates. When nothing is found, search once more at twice the
+        size, keeping only faces too small for the first pass: a larger one was seen there and scored too low."""
         upsamples = (0, 1) if self.config.upsample_retry else (0,)
         for upsample in upsamples:
             rects, scores, _ = self._hog.run(gray, upsample, self.config.min_score)
-            if len(rects):
-                return [
-                    ((r.left(), r.top(), r.right() + 1, r.bottom() + 1), float(s))
-                    for r, s in zip(rects, scores, strict=True)
-                ]
+            found = [
+                ((r.left(), r.top(), r.right() + 1, r.bottom() + 1), float(s))
+                for r, s in zip(rects, scores, strict=True)
+                if not upsample or r.width() < HOG_WINDOW * 1.25
+            ]
+            if found:
+                return found
         return []
 
     def detect(self, image: np.ndarray) -> list[Face]:

@@ -24,7 +24,7 @@ class OneEuroFilter:
     Use one instance per track (e.g. per face in a live video); call it with each new sample and its time.
     """
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 8.0, d_cutoff: float = 1.0, scale: float = 1.0):
+    def __init__(self, min_cutoff: float = 0.5, beta: float = 4.0, d_cutoff: float = 1.0, scale: float = 1.0):
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
         self.scale = scale
         self._x: np.ndarray | None = None

@@ -80,7 +80,7 @@ class FaceTracker:
         else:
             face = self.detector.fit(frame, self._predicted_box(previous))
             self.new_track = False
-            if not self._plausible(face, previous):
+            if face is None or not self._plausible(face, previous):
                 face = self._detect(frame)
         self._face = face
         return face

@@ -98,7 +98,9 @@ class VideoReader:
             duration = self._container.duration / av.time_base
         else:
             duration = 0.0
-        frames = stream.frames or int(round(duration * fps))
+        estimate = int(round(duration * fps))
+        # An edit list can hide samples that the container still counts: trust the shorter of the two.
+        frames = min(stream.frames, estimate) if stream.frames and estimate else stream.frames or estimate
         rotation = int(round(self._first.rotation / 90.0)) % 4 * 90
         width, height = (ctx.height, ctx.width) if rotation in (90, 270) else (ctx.width, ctx.height)
         has_audio = bool(self._container.streams.audio)
@@ -127,7 +129,7 @@ class VideoReader:
                 kept += 1
             frame = self._next_frame(index)
             index += 1
-        expected = self._stream.frames  # 0 when the container does not count frames
+        expected = self.info.frames if self._stream.frames else 0  # 0: the container does not count frames
         if frame is None and expected and index < 0.98 * expected - 2:
             raise VideoError(f"{self.path}: the video is truncated; only {index} of {expected} frames decode.")
 

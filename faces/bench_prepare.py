@@ -1,0 +1,72 @@
+"""`heads bench prepare`: end-to-end frames/s of `heads prepare` on real clips, per setting, as JSON.
+
+Each setting prepares the same clips into a fresh temporary folder through the real `prepare` function, so the
+number includes decoding, detection or tracking, smoothing, cropping, JPEG writing and worker start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+from faces.config import PrepareBenchConfig, PrepareConfig, TrackConfig
+from faces.prepare import prepare
+from faces.sources import find_sources
+from faces.video import probe
+
+
+def pick_clips(src: Path, count: int) -> list[Path]:
+    """`count` videos spread evenly over the sorted list under src (a mix of sizes on a mixed folder)."""
+    videos = [s.path for s in find_sources(src) if s.kind == "video"]
+    if not videos:
+        raise SystemExit(f"heads bench prepare: no video under {src}")
+    step = max(1, len(videos) // count)
+    return videos[::step][:count]
+
+
+def bench_prepare(config: PrepareBenchConfig) -> dict:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    clips = pick_clips(config.src, config.clips)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for i, clip in enumerate(clips):  # links keep the clips' own bytes and names without copying
+            (src / f"{i:02d}-{clip.name}").symlink_to(clip.resolve())
+        for every in config.detect_every:
+            for workers in config.workers:
+                run = PrepareConfig(
+                    src=src,
+                    dst=Path(tmp) / f"out-{every}-{workers}",
+                    max_frames=config.max_frames,
+                    workers=workers,
+                    progress=False,
+                    track=TrackConfig(detect_every=every),
+                )
+                summary = prepare(run)
+                result = {
+                    "detect_every": every,
+                    "workers": workers,
+                    "frames": summary.frames,
+                    "decoded": summary.decoded,
+                    "seconds": round(summary.seconds, 3),
+                    "frames_per_second": round(summary.frames_per_second, 2),
+                    "frames_per_second_per_worker": round(summary.frames_per_second / workers, 2),
+                    "rejected": summary.reasons,
+                }
+                print(json.dumps(result))
+                results.append(result)
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine()},
+        "config": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
+        "clips": [{"file": str(c), **{k: getattr(probe(c), k) for k in ("width", "height", "fps")}} for c in clips],
+        "results": results,
+    }
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    config.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"heads bench prepare: wrote {config.out}")
+    return report
