@@ -16,7 +16,7 @@ from faces.detect import Box, DetectorConfig, DetectorUnavailable, Face, Landmar
 
 SHAPE_PREDICTOR = "shape_predictor_68_face_landmarks.dat"
 HOG_WINDOW = 80  # px: the smallest face dlib's frontal HOG detector finds without upsampling
-FIT_SIDE = 640  # px: faces are enlarged to about this size for the predictor, giving sub-pixel landmarks
+FIT_SIDE = 384  # px: faces are enlarged to about this size for the predictor, giving sub-pixel landmarks
 
 
 def model_path(name: str) -> Path:
@@ -82,7 +82,7 @@ class DlibDetector(LandmarkDetector):
         x0, y0, x1, y1 = box
         side = max(x1 - x0, y1 - y0, 1.0)
         zoom = max(1.0, FIT_SIDE / side)
-        pad = 0.5 * side
+        pad = 0.25 * side  # the fitted shape may reach a little past the box (chin, brows)
         rx0, ry0 = max(0, int(x0 - pad)), max(0, int(y0 - pad))
         rx1, ry1 = min(gray.shape[1], int(np.ceil(x1 + pad))), min(gray.shape[0], int(np.ceil(y1 + pad)))
         region = gray[ry0:ry1, rx0:rx1]
