@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from tyro.conf import Positional
+from tyro.conf import Positional, arg
 
 Backend = Literal["dlib", "face-alignment", "mediapipe"]
 
@@ -72,9 +72,9 @@ class PrepareConfig:
     """Turn videos (VoxCeleb layout or any folder) into face crops, landmarks and a manifest for training."""
 
     # Source folder: VoxCeleb1/2 (id*/video_id/*.mp4 or frame folders of jpg/png), or any folder of videos.
-    src: Positional[Path]
+    src: Positional[Annotated[Path, arg(metavar="SRC")]]
     # Output folder; re-running with the same folder skips the clips already prepared or rejected.
-    dst: Positional[Path]
+    dst: Positional[Annotated[Path, arg(metavar="DST")]]
     # Also take single images (jpg/png/webp) as one-frame clips, each its own video.
     images: bool = False
     # TSV/CSV mapping source files to people (columns: file, identity; file relative to src). Files not listed
@@ -110,7 +110,7 @@ class PrepareBenchConfig:
     workers."""
 
     # A folder of videos to measure on (e.g. ../shared/media).
-    src: Positional[Path]
+    src: Positional[Annotated[Path, arg(metavar="SRC")]]
     # How many clips, spread over the sorted list of videos found in src.
     clips: int = 8
     # Frames per clip.
