@@ -46,6 +46,14 @@ COMMANDS: dict[str, Command] = {
         "training.fewshot_config:FinetuneBenchConfig", "training.bench_finetune:bench_finetune",
         "Seconds to fine-tune (T = 1, 8, 32) and feed-forward latency of the compact and paper models, as JSON.",
     ),
+    "export": Command(
+        "export_onnx.config:ExportConfig", "export_onnx.release:export",
+        "A model folder (and an avatar) -> ONNX graphs for the torch-free engine, with int8/fp16 variants.",
+    ),
+    "bench infer": Command(
+        "export_onnx.config:InferBenchConfig", "export_onnx.bench:bench_infer",
+        "Generator ms/frame and GFLOP/s: PyTorch vs onnxruntime fp32/int8, 128 and 256 px, batch 1 and 8, as JSON.",
+    ),
     "bench warp": Command(
         "faces.bench_warp:WarpBenchConfig", "faces.bench_warp:bench_warp",
         "Milliseconds per frame of the piecewise-affine warp (maps and remap, 128 and 256 px), as JSON.",

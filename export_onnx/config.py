@@ -1,0 +1,69 @@
+"""Options of `heads export` and `heads bench infer`. Torch-free, so that `heads --help` stays fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from training.config import MODEL_PRESETS
+
+Variant = Literal["fp16", "int8"]
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Export a model folder (and optionally one avatar) to ONNX graphs for the torch-free engine."""
+
+    model: Path
+    """Model folder written by `save_pretrained` (config.json, E.safetensors, G.safetensors)."""
+    out: Path = Path("runs/export")
+    """Folder for the .onnx files and their config.json (graph list, parity, fidelity and speed of each)."""
+    avatar: Path | None = None
+    """Avatar folder (avatar.json + avatar.safetensors, see docs/inference.md): also export its personalized G′."""
+    generic: bool = True
+    """Export embedder.onnx and generator.onnx, for personalizing from photos without torch."""
+    variants: tuple[Variant, ...] = ("int8", "fp16")
+    """Extra precisions of each generator: int8 (CPU, calibrated on landmark images) and fp16 (GPU)."""
+    calibration: int = 32
+    """Landmark images of synthetic faces that calibrate int8 (8 others measure each variant's SSIM)."""
+    tolerance: float = 1e-4
+    """Largest |ONNX - PyTorch| allowed in fp32; the export fails above it."""
+
+    def __post_init__(self) -> None:
+        if self.calibration < 2 or self.tolerance <= 0:
+            raise ValueError("calibration needs at least 2 images and tolerance must be positive")
+
+
+@dataclass(frozen=True)
+class InferBenchConfig:
+    """Inference speed of the generator per engine, precision, resolution and batch size, against the CPU's GEMM."""
+
+    presets: tuple[str, ...] = ("paper", "compact")
+    """Model presets to time (random weights: speed does not depend on them)."""
+    resolutions: tuple[int, ...] = (128, 256)
+    batches: tuple[int, ...] = (1, 8)
+    engines: tuple[Literal["torch", "torch-bf16", "ort-fp32", "ort-int8"], ...] = (
+        "torch", "torch-bf16", "ort-fp32", "ort-int8",
+    )
+    seconds: float = 3.0
+    """Least time spent timing each case (after one warm-up run); at least 3 runs are timed."""
+    threads: int = 0
+    """Threads for torch and onnxruntime; 0 means one per core."""
+    models: tuple[Path, ...] = ()
+    """Model folders (save_pretrained) to time too: trained weights make the SSIM of int8 and bf16 meaningful."""
+    candidates: tuple[str, ...] = ()
+    """Extra configs at 256 px (onnxruntime only), each base,max,res_blocks,bottleneck, e.g. 16,128,1,16."""
+    fidelity_images: int = 8
+    """Landmark images of synthetic faces for the SSIM of int8 and bf16 against fp32."""
+    out: Path = Path("runs/bench/infer.json")
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.presets if p not in MODEL_PRESETS]
+        if unknown:
+            raise ValueError(f"unknown presets {unknown}; choose from {list(MODEL_PRESETS)}")
+        if any(r not in (64, 128, 256) for r in self.resolutions) or min(self.batches, default=0) < 1:
+            raise ValueError("resolutions must be 64, 128 or 256 and batches at least 1")
+        for spec in self.candidates:
+            if len(spec.split(",")) != 4 or not all(v.strip().isdigit() for v in spec.split(",")):
+                raise ValueError(f"candidate {spec!r} is not base,max,res_blocks,bottleneck")

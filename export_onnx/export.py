@@ -1,0 +1,240 @@
+"""Export E, the generic G and personalized G′ to ONNX: baked spectral norms, metadata, and a parity check.
+
+Every graph is checked against PyTorch right after it is written, on noise and on synthetic faces, through the same
+`demo.engine` loader the app uses: an export that would render differently, or that the engine would refuse, fails
+here with a UserError instead of surfacing in the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import warnings
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from demo.engine import FORMAT_VERSION, INPUTS, OUTPUTS, Kind, OnnxModel, SessionSettings
+from export_onnx.samples import noise, realistic
+from faces.layout import PALETTE_VERSION
+from heads.errors import UserError
+from training.config import ModelConfig, to_dict
+from training.embedder import Embedder
+from training.generator import Generator
+
+OPSET = 18  # runs on onnxruntime >= 1.14 and TensorRT >= 8.6
+Net = TypeVar("Net", Embedder, Generator)
+TRACE_BATCH = 2  # tracing at batch 1 could let the exporter treat the batch axis as the constant 1
+# Metadata the caller supplies (the rest is derived from the network): what it came from and how it was made.
+CALLER_KEYS: dict[Kind, tuple[str, ...]] = {
+    "personalized": ("model_id", "T", "steps", "provenance"),
+    "embedder": ("model_id", "provenance"),
+    "generator": ("model_id", "provenance"),
+}
+
+
+def rebuild(net: Net) -> Net:
+    """An eval-mode CPU copy of E or G, rebuilt from its config and state dict.
+
+    Not `copy.deepcopy`: a deep copy shares the class that parametrization injects into each spectral-normed layer,
+    and removing the parametrization from the copy deletes `weight` from that shared class, breaking the original.
+    """
+    fresh = type(net)(net.cfg)
+    fresh.load_state_dict(net.state_dict(), strict=True)
+    return fresh.eval()
+
+
+def bake(net: Net) -> Net:
+    """`rebuild(net)` with every spectral-normed weight replaced by the plain tensor W/σ(W), a graph constant."""
+    baked = rebuild(net)
+    for m in baked.modules():
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    return baked
+
+
+class _Embedder(nn.Module):
+    def __init__(self, E: Embedder):
+        super().__init__()
+        self.E = E
+
+    def forward(self, frames: Tensor, landmarks: Tensor) -> Tensor:
+        return self.E(frames, landmarks)  # (B, N)
+
+
+class _Generator(nn.Module):
+    """G(y[, guide], ê) with the inputs as separate tensors, so the app never concatenates channels itself."""
+
+    def __init__(self, G: Generator):
+        super().__init__()
+        self.G = G
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        *images, e = inputs
+        return self.G(torch.cat(images, 1), e)  # (B, 3, R, R)
+
+
+class _Personalized(nn.Module):
+    """G′(y[, guide]) = G.render(y, ψ′): one person's AdaIN parameters are a constant of the graph."""
+
+    def __init__(self, G: Generator, psi: Tensor):
+        super().__init__()
+        self.G = G
+        self.register_buffer("psi", psi.detach().float().cpu().clone())
+
+    def forward(self, *images: Tensor) -> Tensor:
+        return self.G.render(torch.cat(images, 1), self.psi)  # (B, 3, R, R)
+
+
+def graph_inputs(kind: Kind, cfg: ModelConfig) -> tuple[str, ...]:
+    return tuple(name for name in INPUTS[kind] if name != "guide" or cfg.guidance == "warp")
+
+
+def graph_metadata(kind: Kind, cfg: ModelConfig, psi_size: int, given: dict) -> dict[str, str]:
+    """The metadata_props `demo.engine` reads: derived fields plus the caller's CALLER_KEYS, all as strings."""
+    missing = [k for k in CALLER_KEYS[kind] if k not in given]
+    unknown = [k for k in given if k not in CALLER_KEYS[kind]]
+    if missing or unknown:
+        raise ValueError(f"{kind} metadata needs exactly {CALLER_KEYS[kind]}; missing {missing}, unknown {unknown}")
+    return {
+        "format": FORMAT_VERSION,
+        "kind": kind,
+        "palette": PALETTE_VERSION,
+        "resolution": str(cfg.resolution),
+        "guidance": cfg.guidance,
+        "precision": "fp32",
+        "embed_dim": str(cfg.embed_dim),
+        "psi_size": str(psi_size),
+        "model_config": json.dumps(to_dict(cfg)),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **{key: str(value) for key, value in given.items()},
+    }
+
+
+def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, metadata)
+
+
+def _instance_norm(
+    input: Tensor,
+    running_mean: Tensor | None = None,
+    running_var: Tensor | None = None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """F.instance_norm as it is exported: statistics as means over W, then over H.
+
+    onnxruntime's InstanceNormalization (and a plain ReduceMean over H×W) sums a whole plane sequentially in fp32:
+    on landmark images, mostly one value, that is ~2e-4 off per norm at 256 px and ~1e-3 at G's output. Two short
+    sums are exact to ~1e-6. Only eval-mode use (input statistics, no running averages) exists in E and G.
+    """
+    mean = input.mean(3, keepdim=True).mean(2, keepdim=True)
+    centered = input - mean
+    var = centered.square().mean(3, keepdim=True).mean(2, keepdim=True)
+    out = centered * torch.rsqrt(var + eps)
+    if weight is not None:
+        out = out * weight.view(1, -1, 1, 1)
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out
+
+
+@contextlib.contextmanager
+def _precise_instance_norm():
+    """Trace E and G with `_instance_norm` in place of F.instance_norm (AdaIN and nn.InstanceNorm2d both call it)."""
+    original = F.instance_norm
+    F.instance_norm = _instance_norm
+    try:
+        yield
+    finally:
+        F.instance_norm = original
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter's progress lines and notes about optional torchvision ops say nothing about this export."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _export(
+    kind: Kind, net: Net, wrap: Callable[[Net], nn.Module], path: Path, metadata: dict, tolerance: float
+) -> float:
+    cfg = net.cfg
+    names = graph_inputs(kind, cfg)
+    sample = noise(cfg, TRACE_BATCH)
+    args = tuple(torch.from_numpy(sample[name]) for name in names)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    shapes = ({0: batch},) * len(names)
+    with _quiet_exporter(), _precise_instance_norm(), torch.no_grad():
+        program = torch.onnx.export(
+            wrap(bake(net)), args, dynamo=True, opset_version=OPSET, input_names=list(names),
+            output_names=[OUTPUTS[kind]], dynamic_shapes=shapes if kind == "embedder" else (shapes,),
+            external_data=False, verbose=False,
+        )
+    model = program.model_proto
+    set_metadata(model, metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    return check_parity(wrap(rebuild(net)), path, kind, cfg, tolerance)
+
+
+def check_parity(reference: nn.Module, path: Path, kind: Kind, cfg: ModelConfig, tolerance: float) -> float:
+    """Largest |ONNX − PyTorch| over noise and synthetic faces at batch sizes other than the traced one; raises
+    UserError above `tolerance`. `reference` is the eval-mode module taking the graph's inputs in order."""
+    model = OnnxModel(path, (kind,), SessionSettings(device="cpu"))
+    names = graph_inputs(kind, cfg)
+    worst = 0.0
+    for sample in (noise(cfg, 3, seed=1), {**noise(cfg, 4, seed=2), **realistic(cfg, 4, seed=3)}):
+        feeds = {name: sample[name] for name in names}
+        with torch.no_grad():
+            expected = reference(*(torch.from_numpy(v) for v in feeds.values())).numpy()
+        worst = max(worst, float(np.abs(model(**feeds) - expected).max()))
+    if not worst <= tolerance:
+        raise UserError(
+            f"{path.name} does not match PyTorch: max |ONNX - torch| = {worst:.3g} > {tolerance:g}; the file is left "
+            "for inspection but must not be used"
+        )
+    return worst
+
+
+def export_embedder(E: Embedder, path: str | Path, metadata: dict, tolerance: float = 1e-4) -> float:
+    """E(frames, landmarks) -> ê, both (B, 3, R, R) in [-1, 1]; returns the parity (max abs difference)."""
+    return _export("embedder", E, _Embedder, Path(path), graph_metadata("embedder", E.cfg, 0, metadata), tolerance)
+
+
+def export_generator(G: Generator, path: str | Path, metadata: dict, tolerance: float = 1e-4) -> float:
+    """G(landmarks[, guide], ê) -> frames with P inside: any person from an embedding; returns the parity."""
+    meta = graph_metadata("generator", G.cfg, G.psi_size, metadata)
+    return _export("generator", G, _Generator, Path(path), meta, tolerance)
+
+
+def export_personalized(
+    G: Generator, psi: Tensor, path: str | Path, metadata: dict, tolerance: float = 1e-4
+) -> float:
+    """G′(landmarks[, guide]) -> frames with ψ′ (1, psi_size) baked in; `metadata` holds CALLER_KEYS
+    ["personalized"] (model_id, T, steps, provenance). Returns the parity (max abs difference)."""
+    if psi.shape != (1, G.psi_size):
+        raise UserError(f"ψ has shape {tuple(psi.shape)}; this generator needs (1, {G.psi_size})")
+    meta = graph_metadata("personalized", G.cfg, G.psi_size, metadata)
+    return _export("personalized", G, lambda g: _Personalized(g, psi), Path(path), meta, tolerance)

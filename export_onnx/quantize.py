@@ -1,0 +1,73 @@
+"""Reduced-precision variants of an exported generator, and how close each stays to the fp32 frames.
+
+fp16 is for GPUs (inputs and outputs stay fp32, with casts inside, so the engine feeds every variant alike). int8
+is static QDQ quantization for CPUs with VNNI: activations uint8 and weights int8 per channel (onnxruntime's fast
+u8s8 path), ranges calibrated on landmark images of synthetic faces, only the convolutions quantized.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxconverter_common import float16
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from demo.engine import OnnxModel, to_uint8
+from export_onnx.export import set_metadata
+from training.metrics.ssim import ssim
+
+
+def _relabel(model: onnx.ModelProto, source: onnx.ModelProto, precision: str) -> None:
+    """Carry the source's metadata over (quantization drops it) with the new precision."""
+    set_metadata(model, {**{p.key: p.value for p in source.metadata_props}, "precision": precision})
+
+
+def to_fp16(src: Path, dst: Path) -> Path:
+    source = onnx.load(src)
+    half = float16.convert_float_to_float16(source, keep_io_types=True)
+    _relabel(half, source, "fp16")
+    onnx.save(half, dst)
+    return dst
+
+
+class _Calibration(CalibrationDataReader):
+    """One image (with its other inputs) per read: calibration statistics then cover every image equally."""
+
+    def __init__(self, feeds: dict[str, np.ndarray]):
+        count = len(next(iter(feeds.values())))
+        self._items = iter([{name: v[i : i + 1] for name, v in feeds.items()} for i in range(count)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._items, None)
+
+
+def to_int8(src: Path, dst: Path, feeds: dict[str, np.ndarray]) -> Path:
+    """Static int8 quantization of `src`'s convolutions, calibrated on `feeds` (the graph's named inputs)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        # onnx shape inference plus constant folding; the symbolic pass cannot follow the dynamic batch and is skipped
+        quant_pre_process(src, prepared, skip_symbolic_shape=True)
+        quantize_static(
+            prepared, dst, _Calibration(feeds), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    quantized = onnx.load(dst)
+    _relabel(quantized, onnx.load(src, load_external_data=False), "int8")
+    onnx.save(quantized, dst)
+    return dst
+
+
+def fidelity(reference: OnnxModel, variant: OnnxModel, feeds: dict[str, np.ndarray]) -> dict[str, float]:
+    """SSIM of the variant's uint8 frames against the fp32 graph's on the same inputs, and the largest difference."""
+    a, b = (to_uint8(m(**feeds)) for m in (reference, variant))
+    scores = ssim(a, b)
+    return {
+        "ssim_min": round(float(scores.min()), 4),
+        "ssim_mean": round(float(scores.mean()), 4),
+        "max_abs_uint8": int(np.abs(a.astype(np.int16) - b).max()),
+    }

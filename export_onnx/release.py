@@ -1,0 +1,123 @@
+"""`heads export`: a model folder, and optionally one avatar, to a folder of ONNX graphs for the torch-free engine.
+
+The folder's config.json lists every graph with its parity against PyTorch (fp32) or its SSIM against fp32
+(variants), and its speed on the exporting machine, so a deployment can pick a variant from numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from demo.engine import FORMAT_VERSION, OnnxModel, SessionSettings
+from export_onnx.config import ExportConfig
+from export_onnx.export import OPSET, export_embedder, export_generator, export_personalized, graph_inputs
+from export_onnx.quantize import fidelity, to_fp16, to_int8
+from export_onnx.samples import realistic
+from export_onnx.timing import seconds_per_call
+from faces.layout import PALETTE_VERSION
+from heads.errors import UserError
+from training.avatar import Avatar, model_id
+from training.config import to_dict
+from training.models import Networks
+
+FIDELITY_IMAGES = 8
+
+
+def _load(cfg: ExportConfig) -> tuple[Networks, Avatar | None]:
+    try:
+        nets = Networks.from_pretrained(cfg.model, with_discriminator=False)
+        avatar = Avatar.load(cfg.avatar) if cfg.avatar is not None else None
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    return nets, avatar
+
+
+def _samples(nets: Networks, kind: str, count: int, seed: int) -> dict[str, np.ndarray]:
+    """Synthetic faces as the graph's inputs; a generic generator gets each face's own ê from E."""
+    sample = realistic(nets.cfg, count, seed)
+    if kind == "generator":
+        with torch.no_grad():
+            sample["embedding"] = nets.E.eval()(*(torch.from_numpy(sample[k]) for k in ("frames", "landmarks"))).numpy()
+    return {name: sample[name] for name in graph_inputs(kind, nets.cfg)}
+
+
+def _variants(cfg: ExportConfig, nets: Networks, kind: str, fp32: Path) -> dict[str, dict]:
+    """int8 and fp16 siblings of an fp32 generator graph, each with its SSIM against fp32 and its CPU speed."""
+    calibration = _samples(nets, kind, cfg.calibration, seed=100)
+    check = _samples(nets, kind, FIDELITY_IMAGES, seed=200)
+    one = {name: v[:1] for name, v in check.items()}
+    settings = SessionSettings(device="cpu")
+    reference = OnnxModel(fp32, (kind,), settings)
+    report = {"fp32": {"file": fp32.name, "cpu_ms_per_frame": 1e3 * seconds_per_call(lambda: reference(**one))}}
+    for variant in cfg.variants:
+        path = fp32.with_suffix(f".{variant}.onnx")
+        to_int8(fp32, path, calibration) if variant == "int8" else to_fp16(fp32, path)
+        model = OnnxModel(path, (kind,), settings)
+        report[variant] = {
+            "file": path.name,
+            **fidelity(reference, model, check),
+            "cpu_ms_per_frame": 1e3 * seconds_per_call(lambda m=model: m(**one)),
+        }
+    return report
+
+
+def export(cfg: ExportConfig) -> dict:
+    """Write the graphs and config.json into `cfg.out`; returns what config.json holds."""
+    if not cfg.generic and cfg.avatar is None:
+        raise UserError("nothing to export: pass --avatar DIR, or leave --generic on")
+    nets, avatar = _load(cfg)
+    mid = model_id(nets)
+    try:
+        tuned = avatar.generator_for(nets) if avatar is not None else None  # before any export: fail fast
+    except ValueError as error:
+        raise UserError(f"{cfg.avatar}: {error}") from None
+    provenance = f"heads export of {cfg.model.resolve()} (model {mid}), torch {torch.__version__}, opset {OPSET}"
+    out = cfg.out
+    graphs: dict[str, dict] = {}
+    if cfg.generic:
+        meta = {"model_id": mid, "provenance": provenance}
+        parity = export_embedder(nets.E, out / "embedder.onnx", meta, cfg.tolerance)
+        graphs["embedder"] = {"fp32": {"file": "embedder.onnx", "parity_max_abs": parity}}
+        parity = export_generator(nets.G, out / "generator.onnx", meta, cfg.tolerance)
+        graphs["generator"] = _variants(cfg, nets, "generator", out / "generator.onnx")
+        graphs["generator"]["fp32"]["parity_max_abs"] = parity
+    if avatar is not None:
+        info = avatar.info
+        meta = {
+            "model_id": mid, "T": info["T"], "steps": info["steps"],
+            "provenance": f"{provenance}; avatar {cfg.avatar.resolve()} (T={info['T']}, {info['steps']} steps)",
+        }
+        parity = export_personalized(tuned, avatar.psi, out / "personalized.onnx", meta, cfg.tolerance)
+        graphs["personalized"] = _variants(cfg, nets, "personalized", out / "personalized.onnx")
+        graphs["personalized"]["fp32"]["parity_max_abs"] = parity
+    manifest = {
+        "format": FORMAT_VERSION,
+        "model_id": mid,
+        "model": to_dict(nets.cfg),
+        "palette": PALETTE_VERSION,
+        "avatar": avatar.info if avatar is not None else None,
+        "provenance": provenance,
+        "machine": platform.processor() or platform.machine(),
+        "graphs": graphs,
+    }
+    (out / "config.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    _print(out, graphs)
+    return manifest
+
+
+def _print(out: Path, graphs: dict[str, dict]) -> None:
+    print(f"{'graph':<14} {'variant':<8} {'file':<28} {'CPU ms/frame':>12}  fidelity")
+    for kind, variants in graphs.items():
+        for name, row in variants.items():
+            ms = f"{row['cpu_ms_per_frame']:.1f}" if "cpu_ms_per_frame" in row else "-"
+            quality = (
+                f"max |onnx - torch| {row['parity_max_abs']:.2g}" if "parity_max_abs" in row
+                else f"SSIM vs fp32 min {row['ssim_min']:.4f} mean {row['ssim_mean']:.4f}"
+            )
+            print(f"{kind:<14} {name:<8} {row['file']:<28} {ms:>12}  {quality}")
+    print(f"wrote {out / 'config.json'}")

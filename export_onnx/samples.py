@@ -1,0 +1,35 @@
+"""Inputs for parity checks, int8 calibration and fidelity: random ones, and synthetic faces that look real to G.
+
+Landmark images are mostly black with thin coloured strokes, nothing like uniform noise; calibrating or checking on
+noise alone would miss the activation ranges that real driving frames produce.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.config import ModelConfig
+from training.data import SyntheticEpisodes, WarpGuided
+
+
+def realistic(cfg: ModelConfig, count: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """`count` synthetic faces, each a different identity and pose: float32 (count, C, R, R) in [-1, 1] as
+    frames, landmarks and (for warp-guided models) guide."""
+    episodes = SyntheticEpisodes(count, cfg.resolution, k=1, seed=seed)
+    source = WarpGuided(episodes) if cfg.guidance == "warp" else episodes
+    items = [source[n] for n in range(count)]
+    out = {key: np.stack([item[key][0].numpy() for item in items]) for key in ("frames", "landmarks")}
+    if cfg.guidance == "warp":
+        out["guide"] = np.stack([item["guide"].numpy() for item in items]).astype(np.float32)
+    return out
+
+
+def noise(cfg: ModelConfig, count: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Uniform [-1, 1] images and a non-negative ê (E ends in a ReLU), for parity away from the data."""
+    rng = np.random.default_rng(seed)
+    side = cfg.resolution
+    out = {key: rng.uniform(-1, 1, (count, 3, side, side)).astype(np.float32) for key in ("frames", "landmarks")}
+    if cfg.guidance == "warp":
+        out["guide"] = rng.uniform(-1, 1, (count, 4, side, side)).astype(np.float32)
+    out["embedding"] = rng.uniform(0, 1, (count, cfg.embed_dim)).astype(np.float32)
+    return out
