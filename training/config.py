@@ -106,8 +106,10 @@ class DataConfig:
     """Number of synthetic identities (videos) for source=synthetic."""
     workers: int = 0
     """DataLoader worker processes."""
-    flip: bool = True
-    color_jitter: float = 0.0
+    augment: bool = True
+    """Random horizontal flips and colour jitter, the same for all frames of an episode (prepared data)."""
+    min_frames: int = 8
+    """Prepared clips with fewer frames are left out (1 would admit single photos as one-frame identities)."""
 
 
 @dataclass(frozen=True)

@@ -192,10 +192,11 @@ def make_dataset(cfg: TrainConfig):
     elif not data.root:
         raise UserError("--data.root is required with --data.source prepared (a folder written by `heads prepare`)")
     else:
-        from training.prepared import PreparedEpisodes
+        from training.prepared import Augment, PreparedEpisodes
 
         episodes = PreparedEpisodes(
-            data.root, cfg.model.resolution, cfg.k, split=data.split, flip=data.flip, color_jitter=data.color_jitter
+            data.root, cfg.k, split=data.split, resolution=cfg.model.resolution,
+            augment=Augment() if data.augment else None, seed=cfg.seed, min_frames=data.min_frames,
         )
     return WarpGuided(episodes) if cfg.model.guidance == "warp" else episodes
 
