@@ -76,7 +76,7 @@ def bench_prepare(config: PrepareBenchConfig) -> dict:
     report = {
         "machine": {
             "cpus": os.cpu_count(),
-            "load_average": os.getloadavg(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(),
             "processor": platform.machine(),
         },
