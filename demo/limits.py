@@ -1,0 +1,60 @@
+"""Input checks against `LimitsConfig`, each failing with a sentence the person uploading can act on."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from demo.animate_config import LimitsConfig
+from faces.video import VideoError, VideoInfo, probe
+from heads.errors import UserError
+
+
+class InputError(UserError):
+    """An upload that cannot be used: missing, too large, unreadable, or without a usable face."""
+
+
+def check_file(path: str | Path, limits: LimitsConfig, what: str) -> Path:
+    """`path` as a Path once it exists, is not empty and is within the upload size limit."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"The {what} {path.name} was not found (was the upload interrupted?).")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"The {what} {path.name} is empty (0 bytes).")
+    if size > limits.max_upload_mb * 1e6:
+        raise InputError(
+            f"The {what} {path.name} is {size / 1e6:.0f} MB; this server accepts at most {limits.max_upload_mb:.0f} MB."
+        )
+    return path
+
+
+def driving_info(path: str | Path, limits: LimitsConfig) -> tuple[VideoInfo, int | None, list[str]]:
+    """Probe the driving clip: its info, the frame cap to apply (None: all), and notices about any cut."""
+    path = check_file(path, limits, "driving video")
+    try:
+        info = probe(path)
+    except VideoError as error:
+        raise InputError(
+            f"The driving video {path.name} cannot be read as a video ({_reason(error)}). Upload an mp4, mov or "
+            "webm clip, or record one with the webcam."
+        ) from None
+    if max(info.width, info.height) > limits.max_video_side:
+        raise InputError(
+            f"The driving video is {info.width}x{info.height}; this server takes clips up to {limits.max_video_side} "
+            "px on the long side. Export it at a lower resolution (720p is plenty: only the face is used)."
+        )
+    cap, notices = None, []
+    if info.duration > limits.max_seconds:
+        cap = max(1, math.floor(limits.max_seconds * info.fps))
+        notices.append(f"The driving video lasts {info.duration:.1f} s; only its first {limits.max_seconds:g} s are "
+                       "animated.")
+    if limits.max_frames is not None and (cap is None or limits.max_frames < cap):
+        cap = limits.max_frames
+    return info, cap, notices
+
+
+def _reason(error: Exception) -> str:
+    """The part of a VideoError after the file name, which the message names already."""
+    text = str(error)
+    return text.split(": ", 1)[1].rstrip(".") if ": " in text else text

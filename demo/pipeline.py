@@ -1,0 +1,385 @@
+"""The animation pipeline behind both `heads animate` and the web app: photos (or an avatar file) and a driving
+clip in, a browser-playable mp4 out. It knows nothing about any UI: progress goes to a callback, problems with the
+inputs are `UserError`s whose message is meant for the person, and notices are returned with the result.
+
+Two streaming passes over the driving clip keep memory flat however long it is: the first tracks landmarks (kept:
+68 points a frame), which are then smoothed over the whole track and retargeted onto the source face; the second
+decodes again and renders, composes and encodes frame batch by frame batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from demo import tuning
+from demo.animate_config import AnimateConfig
+from demo.avatar_file import attach_sources, bake_embedding, read_sources
+from demo.compose import shrink, side_by_side, tag_synthetic, watermark
+from demo.engine import Engine, SessionSettings
+from demo.identity import IdentityMeter, IdentityScore
+from demo.limits import InputError, check_file, driving_info
+from demo.renderers import ModelFolder, NeuralRenderer, WarpRenderer
+from demo.sources import SourceFace, crops, load_faces
+from demo.weights import resolve_weights
+from faces.config import DetectorConfig, SmoothingConfig
+from faces.detect import LandmarkDetector, load_detector
+from faces.landmark_image import draw_landmarks
+from faces.motion import MotionConfig, retarget
+from faces.smoothing import smooth_landmarks
+from faces.track import FaceTracker
+from faces.video import VideoError, VideoReader, VideoWriter
+from heads.errors import UserError
+
+IDENTITY_FRAMES = 8  # result frames scored for identity, evenly spread over the clip
+REPORT_EVERY = 0.25  # seconds between progress reports within a stage
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report: `done` of `total` units (None: unknown yet) of a stage, and the time it has taken."""
+
+    stage: str  # "faces", "personalizing", "fine-tuning", "landmarks", "rendering"
+    done: int
+    total: int | None
+    elapsed: float  # seconds since the stage began
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left in this stage at the pace so far."""
+        if not self.total or not self.done:
+            return None
+        return self.elapsed * (self.total - self.done) / self.done
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class _Stage:
+    """Reports a stage's progress at most every REPORT_EVERY seconds, and always its start and end."""
+
+    def __init__(self, callback: ProgressCallback | None, stage: str, total: int | None):
+        self.callback, self.stage, self.total = callback, stage, total
+        self.start = self.last = time.perf_counter()
+        self(0)
+
+    def __call__(self, done: int, force: bool = False) -> None:
+        now = time.perf_counter()
+        if self.callback is None or not (force or done == 0 or done == self.total or now - self.last >= REPORT_EVERY):
+            return
+        self.last = now
+        self.callback(Progress(self.stage, done, self.total, now - self.start))
+
+
+@dataclass
+class Persona:
+    """One person ready to animate: a renderer holding their face, and what the output is composed from."""
+
+    renderer: WarpRenderer | NeuralRenderer
+    description: str  # e.g. "neural, feed-forward from 3 photos"
+    photo: SourceFace | None  # the first photo: paste-back target
+    avatar: Path | None = None  # the personalised .onnx behind a neural renderer, when one was written or loaded
+
+
+@dataclass
+class Result:
+    video: Path
+    frames: int
+    fps: float
+    renderer: str
+    identity: IdentityScore | None
+    notices: list[str]
+    avatar: Path | None  # the personalised .onnx (config.save_avatar), when asked for
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step of the work, summed over frames
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.timings.values())
+
+
+class _Timings(dict):
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - start
+
+    def iterate(self, name: str, items):
+        """Yield from `items`, charging the time spent producing each one to `name` (decoding, for a reader)."""
+        items = iter(items)
+        while True:
+            with self(name):
+                item = next(items, None)
+            if item is None:
+                return
+            yield item
+
+
+def _smoothing(strength: float) -> SmoothingConfig:
+    """Slider 0..1 -> One-Euro cut-off at rest: 4 Hz (light) to 0.25 Hz (strong); 0.5 is the library default."""
+    return SmoothingConfig(enabled=strength > 0, min_cutoff=4.0 * 16.0 ** (-strength))
+
+
+class Pipeline:
+    """Loads the detector once and models on demand; personalizes (with a small cache) and animates.
+
+    Thread-safe for the app's queue: personas are cached behind a lock, and nothing else is shared between calls.
+    """
+
+    def __init__(
+        self,
+        weights: str | None = None,
+        device: str = "auto",
+        torch_model: str | None = None,
+        detector: DetectorConfig | None = None,
+        workdir: Path | None = None,
+        cache_size: int = 4,
+    ):
+        self.detector: LandmarkDetector = load_detector(detector or DetectorConfig())
+        self.settings = SessionSettings(device=device)
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="heads-"))
+        try:
+            self.model: ModelFolder | None = ModelFolder.open(resolve_weights(weights))
+            self.model_problem = None
+        except UserError as error:
+            self.model, self.model_problem = None, str(error)
+        self.torch_model = tuning.torch_model(self.model.path if self.model else None, torch_model)
+        self._cache: OrderedDict[tuple, Persona] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: AnimateConfig) -> Pipeline:
+        return cls(config.weights, config.device, config.torch_model)
+
+    @property
+    def can_finetune(self) -> bool:
+        """Fine-tuning needs torch, a PyTorch model matching the ONNX graphs, and the graphs themselves."""
+        return self.model is not None and self.torch_model is not None and tuning.torch_installed()
+
+    def status(self) -> str:
+        """One line on what this installation can do, for the app's header and the CLI's log."""
+        if self.model is None:
+            return f"Neural model: none ({self.model_problem}); the warp renderer is used."
+        tune = "fine-tuning available" if self.can_finetune else "no fine-tuning (needs torch and the PyTorch model)"
+        return (f"Neural model {self.model.model_id} at {self.model.resolution} px from {self.model.path}; {tune}; "
+                f"onnxruntime providers: {', '.join(ort.get_available_providers())}.")
+
+    # -------------------------------------------------------------------------------------------- personalization
+
+    def personalize(self, config: AnimateConfig, progress: ProgressCallback | None = None) -> tuple[Persona, list[str]]:
+        """The person of `config` (photos or avatar file) as a Persona, and notices about how it was made."""
+        notices: list[str] = []
+        faces: list[SourceFace] = []
+        if config.source:
+            stage = _Stage(progress, "faces", len(config.source))
+            faces, notices = load_faces(list(config.source), self.detector, config.limits, config.box)
+            stage(len(faces), force=True)
+        if config.avatar is not None:
+            return self._from_avatar(config, faces), notices
+        renderer = config.renderer
+        if renderer == "neural" and self.model is None:
+            notices.append(f"No neural model is installed ({self.model_problem}), so the classical warp renderer "
+                           "is used.")
+            renderer = "warp"
+        if renderer == "neural" and config.finetune_steps and not self.can_finetune:
+            raise InputError("Fine-tuning needs torch and the PyTorch model (see docs/app.md); choose Instant.")
+        key = (tuple(f.digest for f in faces), config.box, renderer, config.finetune_steps, config.precision,
+               config.warp_resolution)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key], notices
+        persona = self._make(faces, renderer, config, progress)
+        with self._lock:
+            self._cache[key] = persona
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return persona, notices
+
+    def _make(self, faces: list[SourceFace], renderer: str, config: AnimateConfig,
+              progress: ProgressCallback | None) -> Persona:
+        if renderer == "warp":
+            return Persona(WarpRenderer(crops(faces, config.warp_resolution)), f"warp of {len(faces)} photo(s)",
+                           faces[0])
+        assert self.model is not None
+        source = crops(faces, self.model.resolution)
+        out = Path(tempfile.mkdtemp(dir=self.workdir)) / "avatar.onnx"
+        steps = config.finetune_steps
+        if steps:
+            stage = _Stage(progress, "fine-tuning", steps)
+            assert self.torch_model is not None
+            tuning.finetune_avatar(self.torch_model, source, steps, self.model.model_id, out,
+                                   lambda done, _: stage(done))
+            attach_sources(out, source)
+            engine = Engine.load(out, self.settings)
+            description = f"neural, fine-tuned {steps} steps on {len(faces)} photo(s)"
+        else:
+            stage = _Stage(progress, "personalizing", 1)
+            engine = self.model.engine(source, config.precision, self.settings)
+            stage(1)
+            description = f"neural, feed-forward from {len(faces)} photo(s)"
+        return Persona(NeuralRenderer(engine, source, description), description, faces[0], out if steps else None)
+
+    def avatar_file(self, persona: Persona, config: AnimateConfig) -> Path | None:
+        """The persona's personalised .onnx, baked from its embedding the first time a feed-forward one is asked
+        for; None for the warp renderer, which has no generator to save."""
+        renderer = persona.renderer
+        if persona.avatar is None and isinstance(renderer, NeuralRenderer) and renderer.engine.embedding is not None:
+            assert self.model is not None
+            out = Path(tempfile.mkdtemp(dir=self.workdir)) / "avatar.onnx"
+            generator = self.model.generator(config.precision, self.settings)
+            persona.avatar = bake_embedding(generator, renderer.engine.embedding, renderer.sources, out)
+        return persona.avatar
+
+    def _from_avatar(self, config: AnimateConfig, faces: list[SourceFace]) -> Persona:
+        path = check_file(config.avatar, config.limits, "avatar file")
+        engine = Engine.load(path, self.settings)
+        source = read_sources(engine)
+        if source is None:
+            if not faces:
+                raise InputError(f"{path.name} carries no source faces: add the photos it was made from.")
+            source = crops(faces, engine.resolution)
+        meta = engine.generator.metadata
+        description = f"neural avatar {path.name} (T={meta.get('T', '?')}, {meta.get('steps', '?')} steps)"
+        return Persona(NeuralRenderer(engine, source, description), description, faces[0] if faces else None, path)
+
+    # -------------------------------------------------------------------------------------------------- animation
+
+    def _track(self, path: Path, cap: int | None, total: int | None, progress: ProgressCallback | None,
+               timings: _Timings) -> tuple[np.ndarray, list[int]]:
+        """Pass 1: the driver's raw landmark track (T, 68, 2) with gaps filled, and where new tracks start."""
+        tracker = FaceTracker(self.detector)
+        stage = _Stage(progress, "landmarks", total)
+        points: list[np.ndarray | None] = []
+        starts: list[int] = []
+        with VideoReader(path) as reader:
+            for _, frame in timings.iterate("decode", reader.sample(max_frames=cap)):
+                with timings("landmarks"):
+                    face = tracker(frame)
+                if face is not None and tracker.new_track:
+                    starts.append(len(points))
+                points.append(None if face is None else face.points)
+                stage(len(points))
+        stage(len(points), force=True)
+        found = [i for i, p in enumerate(points) if p is not None]
+        if not found:
+            raise InputError("No face was found in the driving video: record or upload a clip in which one face is "
+                             "clearly visible.")
+        for i, p in enumerate(points):  # hold the nearest detection through frames where the face was lost
+            if p is None:
+                points[i] = points[min(found, key=lambda j: abs(j - i))]
+        return np.stack(points).astype(np.float64), sorted(set(starts) | {0})
+
+    def _motion(self, track: np.ndarray, breaks: list[int], fps: float, source: np.ndarray,
+                config: AnimateConfig) -> np.ndarray:
+        """Smooth each continuous piece of the track, then retarget the driver's motion onto the source face."""
+        smoothing = _smoothing(config.smoothing)
+        edges = [*breaks, len(track)]
+        pieces = zip(edges, edges[1:], strict=False)
+        smooth = np.concatenate([smooth_landmarks(track[a:b], fps, smoothing) for a, b in pieces])
+        motion = MotionConfig(config.mode, config.expression, config.pose, config.reference)
+        return retarget(smooth.astype(np.float64), source, motion)
+
+    def animate(self, persona: Persona, config: AnimateConfig, progress: ProgressCallback | None = None,
+                notices: list[str] | None = None) -> Result:
+        """Render `persona` with the motion of `config.driving` into `config.out`."""
+        notices = list(notices or [])
+        timings = _Timings()
+        driving = Path(config.driving)
+        info, cap, cut = driving_info(driving, config.limits)
+        notices += cut
+        total = min(cap, info.frames) if cap and info.frames else (cap or info.frames or None)
+        try:
+            track, breaks = self._track(driving, cap, total, progress, timings)
+            with timings("motion"):
+                renderer = persona.renderer
+                targets = self._motion(track, breaks, info.fps, renderer.sources.points[0], config)
+            return self._render(persona, config, driving, info.fps, targets, progress, timings, notices)
+        except VideoError as error:
+            raise InputError(f"The driving video could not be decoded to the end: {error}") from None
+
+    def _render(self, persona: Persona, config: AnimateConfig, driving: Path, fps: float, targets: np.ndarray,
+                progress: ProgressCallback | None, timings: _Timings, notices: list[str]) -> Result:
+        """Pass 2: decode again, render in batches, compose, encode; the audio is copied from the driving clip."""
+        renderer, out = persona.renderer, Path(config.out)
+        count = len(targets)
+        paste = None
+        if config.paste_back:
+            if persona.photo is None:
+                notices.append("Paste-back needs the source photo: the face crop is shown instead.")
+            else:
+                photo, transform = shrink(persona.photo.image, persona.photo.transform(renderer.resolution),
+                                          config.output_side)
+                paste = (photo, transform)
+        meter = None
+        scored = set()
+        if config.identity_score:
+            with timings("identity"):
+                meter = IdentityMeter(renderer.sources.frames[0], renderer.sources.points[0])
+            scored = set(np.linspace(0, count - 1, min(IDENTITY_FRAMES, count)).round().astype(int).tolist())
+        stage = _Stage(progress, "rendering", count)
+        done = 0
+        with VideoReader(driving) as reader, VideoWriter(out, fps, audio_from=driving) as writer:
+            frames = timings.iterate("decode", (f for _, f in reader.sample(max_frames=count)))
+            for batch in _batches(frames, config.batch):
+                points = targets[done : done + len(batch)]
+                with timings("render"):
+                    faces = renderer.render(points)
+                for k, (frame, face, target) in enumerate(zip(batch, faces, points, strict=True)):
+                    if meter is not None and done + k in scored:
+                        with timings("identity"):
+                            meter.add(face, target)
+                    with timings("compose"):
+                        image = face if paste is None else paste[1].paste(face, paste[0])  # (photo, transform)
+                        if config.side_by_side:
+                            image = side_by_side(frame, draw_landmarks(target, renderer.resolution), image)
+                        if config.watermark:
+                            image = watermark(image)
+                    with timings("encode"):
+                        writer.write(image)
+                done += len(batch)
+                stage(done)
+        stage(done, force=True)
+        with timings("encode"):
+            tag_synthetic(out)
+        avatar = None
+        if config.save_avatar:
+            made = self.avatar_file(persona, config)
+            if made is None:
+                notices.append("No avatar file was written: the warp renderer has no generator to save.")
+            else:
+                avatar = Path(config.save_avatar)
+                avatar.parent.mkdir(parents=True, exist_ok=True)
+                if avatar.resolve() != made.resolve():
+                    shutil.copyfile(made, avatar)
+        return Result(out, done, fps, persona.description, meter.score() if meter else None, notices, avatar,
+                      dict(timings))
+
+    def run(self, config: AnimateConfig, progress: ProgressCallback | None = None) -> Result:
+        """Personalize, then animate: everything `heads animate` and the app's button do."""
+        persona, notices = self.personalize(config, progress)
+        return self.animate(persona, config, progress, notices)
+
+
+def _batches(items, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,86 @@
+"""Fine-tuned (FT) avatars for the app: `training.finetune.personalize` on the source crops, then the personalised
+generator exported to ONNX, so rendering stays on the same onnxruntime engine as every other mode.
+
+The only module of the demo that needs torch; it is imported when fine-tuning is asked for, and `available()`
+tells the app whether to offer it at all.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from demo.limits import InputError
+from demo.sources import Crops
+
+TORCH_SUBFOLDER = "torch"  # inside a weights folder: the PyTorch model (save_pretrained) that fine-tuning starts from
+
+
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def torch_model(weights: Path | None, override: str | None) -> Path | None:
+    """The PyTorch model folder fine-tuning starts from: `override`, else weights/torch, else None."""
+    if override:
+        return Path(override)
+    if weights is not None and (weights / TORCH_SUBFOLDER / "config.json").is_file():
+        return weights / TORCH_SUBFOLDER
+    return None
+
+
+def finetune_avatar(
+    model: Path,
+    crops: Crops,
+    steps: int,
+    model_id: str,
+    out: Path,
+    progress: Callable[[int, int], None],
+) -> Path:
+    """Fine-tune for `steps` steps on the T crops (at the model's resolution) and export G′ to `out` (.onnx).
+
+    `model_id` is that of the ONNX graphs in use: an avatar from another model would render a different person.
+    personalize() reports progress only to a terminal, so `progress(done, steps)` is estimated from the time of one
+    step measured first (that step is thrown away).
+    """
+    from export_onnx.export import export_personalized
+    from training.avatar import model_id as torch_model_id
+    from training.fewshot_config import FinetuneSettings
+    from training.finetune import load_networks, personalize
+
+    networks = load_networks(model, "cpu")
+    if torch_model_id(networks) != model_id:
+        raise InputError(f"The PyTorch model in {model} (id {torch_model_id(networks)}) is not the model the ONNX "
+                         f"graphs were exported from (id {model_id}); its avatar would render someone else.")
+    if networks.D is None:
+        raise InputError(f"{model} has no discriminator (D.safetensors), which fine-tuning needs.")
+    settings = FinetuneSettings(steps=steps)
+    start = time.perf_counter()  # one step, with its setup: a slightly pessimistic time per step
+    personalize(networks, crops.frames, None, 1, settings, crops.points)
+    per_step = time.perf_counter() - start
+
+    result: dict = {}
+
+    def work() -> None:
+        try:
+            result["avatar"] = personalize(networks, crops.frames, None, steps, settings, crops.points)
+        except BaseException as error:  # re-raised in the caller's thread
+            result["error"] = error
+
+    thread = threading.Thread(target=work, name="finetune", daemon=True)
+    begun = time.perf_counter()
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+        progress(min(steps - 1, int((time.perf_counter() - begun) / per_step)), steps)
+    if "error" in result:
+        raise result["error"]
+    progress(steps, steps)
+    avatar = result["avatar"]
+    meta = {"model_id": model_id, "T": len(crops.frames), "steps": steps,
+            "provenance": f"heads app fine-tuning of {model} ({steps} steps, T={len(crops.frames)})"}
+    export_personalized(avatar.generator_for(networks), avatar.psi, out, meta)
+    return out
