@@ -144,7 +144,8 @@ class AnimateBenchConfig:
     when no trained model is given with --weights)."""
     weights: str | None = None
     """A model folder made by `heads export` to time instead of random weights."""
-    precision: Literal["auto", "fp32", "int8"] = "auto"
+    precisions: tuple[Literal["auto", "fp32", "int8", "fp16"], ...] = ("fp32", "int8")
+    """Generator variants to time in each neural case."""
     out: Path = Path("runs/bench/animate.json")
 
     def __post_init__(self) -> None:

@@ -19,6 +19,8 @@ from faces.guide import pack_guide
 from faces.landmark_image import draw_landmarks
 from faces.warp import MultiSourceWarp
 
+AUTO_MIN_SSIM = 0.95  # below this, a faster variant visibly changes the face: auto keeps fp32
+
 
 class WarpRenderer:
     """The nearest source photo warped onto each target: instant, CPU only, and the baseline for the generator."""
@@ -82,11 +84,14 @@ class ModelFolder:
         return self.path / self.manifest["graphs"]["embedder"]["fp32"]["file"]
 
     def generator(self, precision: str, settings: SessionSettings) -> Path:
-        """The generator variant asked for; auto: fp16 where a GPU provider is installed, int8 on CPU, else fp32."""
+        """The generator variant asked for. auto: fp16 where a GPU provider is installed, int8 on CPU, when the
+        export measured it close enough to fp32 (SSIM >= AUTO_MIN_SSIM on every check image); else fp32."""
         variants = self.manifest["graphs"]["generator"]
         if precision == "auto":
             gpu = settings.device == "auto" and any(p in ort.get_available_providers() for p in ACCELERATED)
-            precision = next((v for v in (("fp16",) if gpu else ("int8",)) if v in variants), "fp32")
+            wanted = "fp16" if gpu else "int8"
+            faithful = variants.get(wanted, {}).get("ssim_min", 0.0) >= AUTO_MIN_SSIM
+            precision = wanted if faithful else "fp32"
         if precision not in variants:
             raise InputError(f"{self.path} has no {precision} generator; it has {', '.join(variants)}.")
         return self.path / variants[precision]["file"]

@@ -44,7 +44,7 @@ def finetune_avatar(
 
     `model_id` is that of the ONNX graphs in use: an avatar from another model would render a different person.
     personalize() reports progress only to a terminal, so `progress(done, steps)` is estimated from the time of one
-    step measured first (that step is thrown away).
+    step measured first (two throw-away runs of one step).
     """
     from export_onnx.export import export_personalized
     from training.avatar import model_id as torch_model_id
@@ -58,7 +58,8 @@ def finetune_avatar(
     if networks.D is None:
         raise InputError(f"{model} has no discriminator (D.safetensors), which fine-tuning needs.")
     settings = FinetuneSettings(steps=steps)
-    start = time.perf_counter()  # one step, with its setup: a slightly pessimistic time per step
+    personalize(networks, crops.frames, None, 1, settings, crops.points)  # builds the loss networks, once
+    start = time.perf_counter()  # one more step, with its set-up: a slightly pessimistic time per step
     personalize(networks, crops.frames, None, 1, settings, crops.points)
     per_step = time.perf_counter() - start
 

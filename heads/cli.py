@@ -54,6 +54,14 @@ COMMANDS: dict[str, Command] = {
         "export_onnx.config:InferBenchConfig", "export_onnx.bench:bench_infer",
         "Generator ms/frame and GFLOP/s: PyTorch vs onnxruntime fp32/int8, 128 and 256 px, batch 1 and 8, as JSON.",
     ),
+    "animate": Command(
+        "demo.animate_config:AnimateConfig", "demo.animate:animate",
+        "Animate 1-32 photos, a painting or a saved avatar with a driving video -> mp4 (what the web app does).",
+    ),
+    "bench animate": Command(
+        "demo.animate_config:AnimateBenchConfig", "demo.bench_animate:bench_animate",
+        "End-to-end frames/s of animate (decode, landmarks, adaptation, render, encode) per renderer, as JSON.",
+    ),
     "bench warp": Command(
         "faces.bench_warp:WarpBenchConfig", "faces.bench_warp:bench_warp",
         "Milliseconds per frame of the piecewise-affine warp (maps and remap, 128 and 256 px), as JSON.",

@@ -1,0 +1,106 @@
+"""`heads bench animate`: end-to-end frames/s of the app's pipeline on a real clip, per renderer.
+
+Each case is one `Pipeline.animate` call timed from the first decoded frame to the closed mp4 (decode, landmark
+tracking, smoothing and adaptation, render, compose, encode with audio), with the per-step split the pipeline
+measures. Neural cases without --weights use random weights exported to ONNX: speed does not depend on them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from demo.animate_config import AnimateBenchConfig, AnimateConfig, LimitsConfig
+from demo.pipeline import Pipeline
+from heads.errors import UserError
+
+MEDIA = Path(os.environ.get("HEADS_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
+
+
+def _from_manifest(kind: str, needs: str = "") -> str:
+    """The first file of `kind` in the shared media manifest whose notes mention `needs`."""
+    manifest = MEDIA / "MANIFEST.tsv"
+    if not manifest.is_file():
+        raise UserError(f"no media at {MEDIA}: pass --driving and --source (or set HEADS_MEDIA)")
+    with manifest.open(newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if row["kind"] == kind and needs in row["notes"]:
+                return str(MEDIA / row["file"])
+    raise UserError(f"{manifest} lists no {kind}")
+
+
+def _random_model(preset: str, resolution: int, folder: Path) -> Path:
+    """A preset at `resolution` with random weights, exported with its int8 variant."""
+    try:
+        from export_onnx.config import ExportConfig
+        from export_onnx.release import export
+        from training.config import MODEL_PRESETS
+        from training.models import Networks
+    except ImportError as error:
+        raise UserError(f"random neural weights need torch ({error}); pass --weights DIR") from None
+    cfg = replace(MODEL_PRESETS[preset](), resolution=resolution)
+    Networks.build(cfg, with_discriminator=False).save_pretrained(folder / "torch")
+    export(ExportConfig(model=folder / "torch", out=folder, variants=("int8",)))
+    return folder
+
+
+def _cases(cfg: AnimateBenchConfig, work: Path):
+    """(case name, pipeline, config) for every renderer and, for neural ones, every precision."""
+    limits = LimitsConfig(max_frames=cfg.frames, max_seconds=3600)
+    base = AnimateConfig(driving=cfg.driving or _from_manifest("driving_video", "+audio"),
+                         source=(cfg.source or _from_manifest("portrait_photo"),), out=str(work / "out.mp4"),
+                         identity_score=False, limits=limits, progress=False)
+    for name in cfg.renderers:
+        kind, *rest = name.split("-")
+        if kind == "warp" and len(rest) == 1:
+            yield name, Pipeline(device="cpu"), replace(base, renderer="warp", warp_resolution=int(rest[0]))
+        elif kind == "neural" and len(rest) == 2:
+            weights = cfg.weights or str(_random_model(rest[0], int(rest[1]), work / name))
+            pipeline = Pipeline(weights, device="cpu")
+            for precision in cfg.precisions:
+                yield f"{name}-{precision}", pipeline, replace(base, renderer="neural", weights=weights,
+                                                               precision=precision)
+        else:
+            raise UserError(f"unknown case {name!r}: use warp-R or neural-PRESET-R")
+
+
+def bench_animate(cfg: AnimateBenchConfig) -> dict:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-animate-") as tmp:
+        for name, pipeline, config in _cases(cfg, Path(tmp)):
+            start = time.perf_counter()
+            persona, _ = pipeline.personalize(config)
+            personalized = time.perf_counter() - start
+            start = time.perf_counter()
+            result = pipeline.animate(persona, config)
+            seconds = time.perf_counter() - start
+            row = {
+                "case": name,
+                "renderer": result.renderer,
+                "resolution": persona.renderer.resolution,
+                "frames": result.frames,
+                "frames_per_second": round(result.frames / seconds, 2),
+                "personalize_seconds": round(personalized, 3),
+                "ms_per_frame": {k: round(1e3 * v / result.frames, 2) for k, v in result.timings.items()},
+            }
+            results.append(row)
+            print(f"{name:<22} {row['frames_per_second']:6.1f} frames/s at {row['resolution']} px  "
+                  + "  ".join(f"{k} {v:.1f}" for k, v in row["ms_per_frame"].items()) + "  (ms/frame)")
+    report = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "driving": config.driving,
+        "source": config.source[0],
+        "results": results,
+    }
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    cfg.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {cfg.out}")
+    return report
