@@ -370,6 +370,7 @@ class Pipeline:
 
     def run(self, config: AnimateConfig, progress: ProgressCallback | None = None) -> Result:
         """Personalize, then animate: everything `heads animate` and the app's button do."""
+        driving_info(config.driving, config.limits)  # a bad clip fails now, not after minutes of fine-tuning
         persona, notices = self.personalize(config, progress)
         return self.animate(persona, config, progress, notices)
 

@@ -1,0 +1,189 @@
+"""The web app: few-shot talking heads in the browser (Gradio). Runs unchanged on Hugging Face Spaces.
+
+Only the UI lives here: every `gr.*` call, and the mapping of widgets onto an `AnimateConfig`, which the same
+`demo.pipeline.Pipeline` behind `heads animate` runs. Limits come from HEADS_* environment variables
+(docs/app.md); host and port from Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from demo.animate_config import AnimateConfig, LimitsConfig
+from demo.example_media import DRIVING, PORTRAIT, make_examples
+from demo.pipeline import Pipeline, Progress
+from heads.errors import UserError
+
+try:  # Hugging Face ZeroGPU Spaces lend a GPU only inside functions decorated with spaces.GPU
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+
+    def gpu(fn):
+        return fn
+
+
+log = logging.getLogger("heads.app")
+LIMITS = LimitsConfig.from_env()
+CONCURRENCY = int(os.environ.get("HEADS_CONCURRENCY", "1"))  # animations at once; the rest wait in the queue
+QUEUE_SIZE = int(os.environ.get("HEADS_QUEUE_SIZE", "16"))
+KEEP_SECONDS = 3600  # results older than this are deleted
+OUTPUTS = Path(tempfile.gettempdir()) / "heads-app"
+PIPELINE = Pipeline(workdir=OUTPUTS / "work")
+STAGES = {"faces": "Finding faces", "personalizing": "Personalizing", "fine-tuning": "Fine-tuning",
+          "landmarks": "Tracking the driving face", "rendering": "Rendering"}
+CSS = "#result video { max-height: 512px; } .notes { font-size: 0.95em; }"
+
+
+def _report(progress: gr.Progress):
+    """Pipeline progress -> the browser's progress bar, with frames done / total and the time left."""
+
+    def callback(p: Progress) -> None:
+        eta = f", about {p.eta:.0f} s left" if p.eta is not None else ""
+        unit = {"fine-tuning": "steps", "faces": "photos"}.get(p.stage, "frames")
+        text = f"{STAGES.get(p.stage, p.stage)}: {p.done}/{p.total or '?'} {unit}{eta}"
+        progress((p.done, p.total), desc=text, unit=unit)
+
+    return callback
+
+
+def _prune() -> None:
+    """Drop earlier requests' results once they are old: the disk of a Space is small."""
+    now = time.time()
+    for folder in OUTPUTS.glob("run-*"):
+        if now - folder.stat().st_mtime > KEEP_SECONDS:
+            for file in folder.iterdir():
+                file.unlink(missing_ok=True)
+            folder.rmdir()
+
+
+def _box(x0: float | None, y0: float | None, x1: float | None, y1: float | None):
+    values = [x0, y0, x1, y1]
+    if all(v in (None, 0) for v in values):
+        return None
+    if any(v is None for v in values):
+        raise gr.Error("Fill in all four face-box numbers (x0, y0, x1, y1), or clear them all.")
+    return tuple(float(v) for v in values)
+
+
+@gpu
+def animate(photos, avatar, driving, renderer, personalization, steps, mode, expression, pose, smoothing,
+            side_by_side, paste_back, watermark, x0, y0, x1, y1, progress=gr.Progress()):  # noqa: B008
+    """The Animate button: widgets -> AnimateConfig -> Pipeline.run -> (video, notes, avatar file)."""
+    if not driving:
+        raise gr.Error("Add a driving video: upload a clip or record one with the webcam.")
+    if not photos and not avatar:
+        raise gr.Error("Add one to 32 photos of the person (or a painting), or an avatar file saved earlier.")
+    _prune()
+    run = Path(tempfile.mkdtemp(prefix="run-", dir=OUTPUTS))
+    try:
+        config = AnimateConfig(
+            driving=driving, source=tuple(photos or ()), out=str(run / "animated.mp4"), avatar=avatar,
+            save_avatar=str(run / "avatar.onnx") if renderer == "neural" else None, box=_box(x0, y0, x1, y1),
+            renderer=renderer, finetune_steps=int(steps) if personalization == "fine-tune" else 0, mode=mode,
+            expression=expression, pose=pose, smoothing=smoothing, side_by_side=side_by_side,
+            paste_back=paste_back, watermark=watermark, limits=LIMITS, progress=False,
+        )
+        result = PIPELINE.run(config, _report(progress))
+    except (UserError, ValueError) as error:
+        raise gr.Error(str(error), print_exception=False) from None
+    except Exception as error:  # anything else is a bug: log it, tell the person, keep serving
+        log.exception("animation failed")
+        raise gr.Error(f"Something went wrong on the server ({type(error).__name__}: {error}). Please try again, "
+                       "perhaps with other files.") from None
+    for notice in result.notices:
+        gr.Warning(notice)
+    notes = [f"**{result.frames} frames** at {result.fps:g} fps · {result.renderer} · "
+             f"{result.frames / max(result.seconds, 1e-9):.1f} frames/s"]
+    if result.identity is not None:
+        notes.append(f"**Identity:** {result.identity}")
+    notes += [f"- {n}" for n in result.notices]
+    return str(result.video), "\n\n".join(notes), str(result.avatar) if result.avatar else None
+
+
+def build() -> gr.Blocks:
+    neural = PIPELINE.model is not None
+    with gr.Blocks(title="Few-shot talking heads", delete_cache=(KEEP_SECONDS, KEEP_SECONDS)) as app:
+        gr.Markdown(
+            "# Few-shot talking heads\n"
+            "Animate a person from one to 32 photos (or a painting) with the head motion and expressions of a "
+            "driving video — Zakharov et al., *Few-Shot Adversarial Learning of Realistic Neural Talking Head "
+            "Models* (ICCV 2019). Every result is marked as synthetic in its file metadata; only animate people "
+            f"who agreed to it.\n\n<small>{PIPELINE.status()}</small>"
+        )
+        with gr.Row():
+            with gr.Column():
+                photos = gr.File(label=f"Photos of one person (1–{LIMITS.max_photos}) or a painting",
+                                 file_count="multiple", file_types=["image"], elem_id="photos")
+                with gr.Accordion("No face found? (paintings, drawings)", open=False):
+                    gr.Markdown("Give the face box in pixels of the photo: left, top, right, bottom.")
+                    with gr.Row():
+                        box = [gr.Number(label=name, value=None, minimum=0, precision=0)
+                               for name in ("x0", "y0", "x1", "y1")]
+                avatar = gr.File(label="…or an avatar file (.onnx) saved earlier", file_types=[".onnx"],
+                                 elem_id="avatar-in")
+            with gr.Column():
+                driving = gr.Video(label="Driving video (upload, or record with the webcam)",
+                                   sources=["upload", "webcam"], elem_id="driving")
+            with gr.Column():
+                video = gr.Video(label="Result", interactive=False, autoplay=True, elem_id="result")
+                notes = gr.Markdown(elem_classes=["notes"], elem_id="notes")
+                avatar_out = gr.File(label="Avatar file (upload it later to skip personalization)",
+                                     interactive=False, elem_id="avatar-out")
+        with gr.Accordion("Settings", open=True):
+            with gr.Row():
+                renderer = gr.Radio(
+                    [("Neural generator", "neural"), ("Classical warp (instant)", "warp")],
+                    value="neural" if neural else "warp", label="Renderer",
+                    info=None if neural else "No neural model is installed: the warp renderer is used.",
+                )
+                personalization = gr.Radio(
+                    [("Instant (feed-forward)", "instant"), ("Fine-tune (slower, more faithful)", "fine-tune")],
+                    value="instant", label="Personalization", interactive=PIPELINE.can_finetune,
+                    info=None if PIPELINE.can_finetune else "Fine-tuning needs torch and the PyTorch model.",
+                )
+                steps = gr.Slider(20, 400, value=100, step=10, label="Fine-tuning steps", visible=False)
+                mode = gr.Radio([("Relative (keeps the face shape)", "relative"), ("Absolute", "absolute")],
+                                value="relative", label="Motion transfer")
+            with gr.Row():
+                expression = gr.Slider(0, 2, value=1, step=0.05, label="Expression strength")
+                pose = gr.Slider(0, 2, value=1, step=0.05, label="Head-motion strength")
+                smoothing = gr.Slider(0, 1, value=0.5, step=0.05, label="Temporal smoothing")
+            with gr.Row():
+                side_by_side = gr.Checkbox(label="Side by side: driving | landmarks | result")
+                paste_back = gr.Checkbox(label="Paste the face back into the photo")
+                watermark = gr.Checkbox(value=True, label="Visible 'synthetic' watermark")
+        button = gr.Button("Animate", variant="primary", elem_id="animate")
+        personalization.change(lambda p: gr.update(visible=p == "fine-tune"), personalization, steps)
+        gr.Examples([[[str(PORTRAIT)], str(DRIVING)]], inputs=[photos, driving],
+                    label="Example (drawn by the project's own code)")
+        button.click(
+            animate,
+            [photos, avatar, driving, renderer, personalization, steps, mode, expression, pose, smoothing,
+             side_by_side, paste_back, watermark, *box],
+            [video, notes, avatar_out],
+            concurrency_limit=CONCURRENCY,
+        )
+    return app
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO)
+    OUTPUTS.mkdir(parents=True, exist_ok=True)
+    if not (PORTRAIT.is_file() and DRIVING.is_file()):
+        make_examples()
+    app = build()
+    app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+    app.launch(theme=gr.themes.Soft(), css=CSS, max_file_size=f"{LIMITS.max_upload_mb:g}mb",
+               allowed_paths=[str(PORTRAIT.parent)])
+
+
+if __name__ == "__main__":
+    main()
