@@ -105,7 +105,8 @@ def animate(photos, avatar, driving, renderer, personalization, steps, mode, exp
     if result.identity is not None:
         notes.append(f"**Identity:** {result.identity}")
     notes += [f"- {n}" for n in result.notices]
-    return str(result.video), "\n\n".join(notes), str(result.avatar) if result.avatar else None
+    avatar_file = gr.update(value=str(result.avatar) if result.avatar else None, visible=result.avatar is not None)
+    return str(result.video), "\n\n".join(notes), avatar_file
 
 
 def build() -> gr.Blocks:
@@ -136,7 +137,7 @@ def build() -> gr.Blocks:
                 video = gr.Video(label="Result", interactive=False, autoplay=True, elem_id="result")
                 notes = gr.Markdown(elem_classes=["notes"], elem_id="notes")
                 avatar_out = gr.File(label="Avatar file (upload it later to skip personalization)",
-                                     interactive=False, elem_id="avatar-out")
+                                     interactive=False, visible=False, elem_id="avatar-out")
         with gr.Accordion("Settings", open=True):
             with gr.Row():
                 renderer = gr.Radio(

@@ -66,7 +66,8 @@ def attach_sources(path: Path, crops: Crops) -> Path:
 
 def bake_embedding(generator: Path, embedding: np.ndarray, crops: Crops, out: Path) -> Path:
     """A generic generator graph G(y[, guide], ê) -> the personalised G′(y[, guide]) with ê (1, N) inside, which
-    renders exactly what the generic graph renders with that ê (P·ê is folded when the session optimises)."""
+    renders what the generic graph renders with that ê (to float rounding: P·ê is folded when the session
+    optimises)."""
     onnx = _onnx()
     from onnx import helper, numpy_helper
 
