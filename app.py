@@ -23,7 +23,7 @@ from heads.errors import UserError
 try:  # Hugging Face ZeroGPU Spaces lend a GPU only inside functions decorated with spaces.GPU
     import spaces
 
-    gpu = spaces.GPU
+    gpu = spaces.GPU(duration=int(os.environ.get("HEADS_GPU_SECONDS", "120")))
 except ImportError:
 
     def gpu(fn):

@@ -147,7 +147,8 @@ class Pipeline:
         workdir: Path | None = None,
         cache_size: int = 4,
     ):
-        self.detector: LandmarkDetector = load_detector(detector or DetectorConfig())
+        self._detector_config = detector or DetectorConfig()
+        self._detectors: list[LandmarkDetector] = [load_detector(self._detector_config)]
         self.settings = SessionSettings(device=device)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="heads-"))
         try:
@@ -159,6 +160,19 @@ class Pipeline:
         self._cache: OrderedDict[tuple, Persona] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def detector(self) -> Iterator[LandmarkDetector]:
+        """A detector for this call alone: dlib's are not documented thread-safe, so concurrent requests each
+        borrow one (a second is loaded only when two requests overlap)."""
+        with self._lock:
+            detector = self._detectors.pop() if self._detectors else None
+        detector = detector or load_detector(self._detector_config)
+        try:
+            yield detector
+        finally:
+            with self._lock:
+                self._detectors.append(detector)
 
     @classmethod
     def from_config(cls, config: AnimateConfig) -> Pipeline:
@@ -185,7 +199,8 @@ class Pipeline:
         faces: list[SourceFace] = []
         if config.source:
             stage = _Stage(progress, "faces", len(config.source))
-            faces, notices = load_faces(list(config.source), self.detector, config.limits, config.box)
+            with self.detector() as detector:
+                faces, notices = load_faces(list(config.source), detector, config.limits, config.box)
             stage(len(faces), force=True)
         if config.avatar is not None:
             return self._from_avatar(config, faces), notices
@@ -261,11 +276,11 @@ class Pipeline:
     def _track(self, path: Path, cap: int | None, total: int | None, progress: ProgressCallback | None,
                timings: _Timings) -> tuple[np.ndarray, list[int]]:
         """Pass 1: the driver's raw landmark track (T, 68, 2) with gaps filled, and where new tracks start."""
-        tracker = FaceTracker(self.detector)
         stage = _Stage(progress, "landmarks", total)
         points: list[np.ndarray | None] = []
         starts: list[int] = []
-        with VideoReader(path) as reader:
+        with self.detector() as detector, VideoReader(path) as reader:
+            tracker = FaceTracker(detector)
             for _, frame in timings.iterate("decode", reader.sample(max_frames=cap)):
                 with timings("landmarks"):
                     face = tracker(frame)

@@ -18,6 +18,7 @@ from demo.compose import SYNTHETIC_TAG
 from demo.limits import InputError
 from demo.pipeline import Pipeline, Progress
 from demo.sources import load_faces
+from faces.detect import load_detector
 from faces.video import probe, read_frames
 
 pytestmark = pytest.mark.media
@@ -33,6 +34,11 @@ FRAMES = 12
 @pytest.fixture(scope="module")
 def warp_pipeline() -> Pipeline:
     return Pipeline(weights=None, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return load_detector()
 
 
 def _config(media: Path, out: Path, **changes) -> AnimateConfig:
@@ -117,12 +123,12 @@ def test_a_driving_clip_without_a_face_is_refused(warp_pipeline, media, tmp_path
         warp_pipeline.run(_config(media, tmp_path / "out.mp4", driving=str(blank)))
 
 
-def test_limits_on_photos_and_upload_size(warp_pipeline, media, tmp_path):
+def test_limits_on_photos_and_upload_size(detector, media, tmp_path):
     limits = LimitsConfig(max_photos=1, max_upload_mb=0.01)
     with pytest.raises(InputError, match="at most 1"):
-        load_faces([media / PHOTO, media / OTHER], warp_pipeline.detector, limits)
+        load_faces([media / PHOTO, media / OTHER], detector, limits)
     with pytest.raises(InputError, match="accepts at most"):
-        load_faces([media / PHOTO], warp_pipeline.detector, replace(limits, max_upload_mb=0.05))
+        load_faces([media / PHOTO], detector, replace(limits, max_upload_mb=0.05))
 
 
 def _variants(photo: Path, folder: Path) -> dict[str, Path]:
@@ -140,17 +146,17 @@ def _variants(photo: Path, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def test_photo_formats_all_find_the_same_face(warp_pipeline, media, tmp_path):
+def test_photo_formats_all_find_the_same_face(detector, media, tmp_path):
     limits = LimitsConfig(max_image_side=720)
-    reference, _ = load_faces([media / PHOTO], warp_pipeline.detector, limits)
+    reference, _ = load_faces([media / PHOTO], detector, limits)
     for name, path in _variants(media / PHOTO, tmp_path).items():
-        faces, _ = load_faces([path], warp_pipeline.detector, limits)
+        faces, _ = load_faces([path], detector, limits)
         assert faces[0].image.shape == (720, 720, 3), name
         error = np.abs(faces[0].points - reference[0].points).max()
         assert error < 6, f"{name}: landmarks {error:.1f} px away from the original's"
 
 
-def test_group_photo_animates_the_largest_face_with_a_notice(warp_pipeline, media, tmp_path):
+def test_group_photo_animates_the_largest_face_with_a_notice(detector, media, tmp_path):
     big = cv2.imread(str(media / PHOTO))
     small = cv2.resize(cv2.imread(str(media / OTHER)), None, fx=0.8, fy=0.8)
     canvas = np.zeros((max(big.shape[0], small.shape[0]), big.shape[1] + small.shape[1], 3), np.uint8)
@@ -158,18 +164,18 @@ def test_group_photo_animates_the_largest_face_with_a_notice(warp_pipeline, medi
     canvas[: small.shape[0], big.shape[1] :] = small
     group = tmp_path / "group.jpg"
     cv2.imwrite(str(group), canvas)
-    faces, notices = load_faces([group], warp_pipeline.detector, LimitsConfig(max_image_side=4096))
+    faces, notices = load_faces([group], detector, LimitsConfig(max_image_side=4096))
     assert any("2 faces found; animating the largest" in n for n in notices)
     assert faces[0].points[:, 0].max() < big.shape[1]  # the bigger face is the left one
 
 
-def test_manual_box_fits_landmarks_where_detection_fails(warp_pipeline, media, tmp_path):
+def test_manual_box_fits_landmarks_where_detection_fails(detector, media, tmp_path):
     painting = media / f"{EXAMPLES}/source/s0.jpg"
-    detected, _ = load_faces([painting], warp_pipeline.detector, LimitsConfig())
+    detected, _ = load_faces([painting], detector, LimitsConfig())
     x0, y0 = detected[0].points.min(0)
     x1, y1 = detected[0].points.max(0)
     box = (float(x0), float(y0), float(x1), float(y1))
-    fitted, notices = load_faces([painting], warp_pipeline.detector, LimitsConfig(), box)
+    fitted, notices = load_faces([painting], detector, LimitsConfig(), box)
     assert any("face box you gave" in n for n in notices)
     assert np.abs(fitted[0].points - detected[0].points).max() < 0.15 * (x1 - x0)
 
