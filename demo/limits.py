@@ -29,8 +29,8 @@ def check_file(path: str | Path, limits: LimitsConfig, what: str) -> Path:
     return path
 
 
-def driving_info(path: str | Path, limits: LimitsConfig) -> tuple[VideoInfo, int | None, list[str]]:
-    """Probe the driving clip: its info, the frame cap to apply (None: all), and notices about any cut."""
+def driving_info(path: str | Path, limits: LimitsConfig) -> tuple[VideoInfo, int, list[str]]:
+    """Probe the driving clip: its info, the most frames to animate, and notices about a cut."""
     path = check_file(path, limits, "driving video")
     try:
         info = probe(path)
@@ -44,14 +44,18 @@ def driving_info(path: str | Path, limits: LimitsConfig) -> tuple[VideoInfo, int
             f"The driving video is {info.width}x{info.height}; this server takes clips up to {limits.max_video_side} "
             "px on the long side. Export it at a lower resolution (720p is plenty: only the face is used)."
         )
-    cap, notices = None, []
+    # Always capped: a webcam recording may not state its duration at all.
+    cap, notices = max(1, math.floor(limits.max_seconds * info.fps)), []
     if info.duration > limits.max_seconds:
-        cap = max(1, math.floor(limits.max_seconds * info.fps))
-        notices.append(f"The driving video lasts {info.duration:.1f} s; only its first {limits.max_seconds:g} s are "
-                       "animated.")
-    if limits.max_frames is not None and (cap is None or limits.max_frames < cap):
-        cap = limits.max_frames
+        notices.append(cut_notice(limits))
+    if limits.max_frames is not None:
+        cap = min(cap, limits.max_frames)
     return info, cap, notices
+
+
+def cut_notice(limits: LimitsConfig) -> str:
+    seconds = f"{limits.max_seconds:g} s"
+    return f"The driving video is longer than {seconds}; only its first {seconds} are animated."
 
 
 def _reason(error: Exception) -> str:

@@ -28,7 +28,7 @@ from demo.avatar_file import attach_sources, bake_embedding, read_sources
 from demo.compose import shrink, side_by_side, tag_synthetic, watermark
 from demo.engine import Engine, SessionSettings
 from demo.identity import IdentityMeter, IdentityScore
-from demo.limits import InputError, check_file, driving_info
+from demo.limits import InputError, check_file, cut_notice, driving_info
 from demo.renderers import ModelFolder, NeuralRenderer, WarpRenderer
 from demo.sources import SourceFace, crops, load_faces
 from demo.weights import resolve_weights
@@ -71,13 +71,15 @@ class _Stage:
     def __init__(self, callback: ProgressCallback | None, stage: str, total: int | None):
         self.callback, self.stage, self.total = callback, stage, total
         self.start = self.last = time.perf_counter()
+        self.reported = -1
         self(0)
 
     def __call__(self, done: int, force: bool = False) -> None:
         now = time.perf_counter()
-        if self.callback is None or not (force or done == 0 or done == self.total or now - self.last >= REPORT_EVERY):
+        due = force or done == 0 or done == self.total or now - self.last >= REPORT_EVERY
+        if self.callback is None or not due or done == self.reported:
             return
-        self.last = now
+        self.last, self.reported = now, done
         self.callback(Progress(self.stage, done, self.total, now - self.start))
 
 
@@ -221,7 +223,9 @@ class Pipeline:
         with self._lock:
             self._cache[key] = persona
             while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+                evicted = self._cache.popitem(last=False)[1].avatar
+                if evicted is not None and evicted.is_relative_to(self.workdir):  # never an uploaded file
+                    shutil.rmtree(evicted.parent, ignore_errors=True)
         return persona, notices
 
     def _make(self, faces: list[SourceFace], renderer: str, config: AnimateConfig,
@@ -273,7 +277,7 @@ class Pipeline:
 
     # -------------------------------------------------------------------------------------------------- animation
 
-    def _track(self, path: Path, cap: int | None, total: int | None, progress: ProgressCallback | None,
+    def _track(self, path: Path, cap: int, total: int | None, progress: ProgressCallback | None,
                timings: _Timings) -> tuple[np.ndarray, list[int]]:
         """Pass 1: the driver's raw landmark track (T, 68, 2) with gaps filled, and where new tracks start."""
         stage = _Stage(progress, "landmarks", total)
@@ -316,9 +320,11 @@ class Pipeline:
         driving = Path(config.driving)
         info, cap, cut = driving_info(driving, config.limits)
         notices += cut
-        total = min(cap, info.frames) if cap and info.frames else (cap or info.frames or None)
+        total = min(cap, info.frames) if info.frames else None
         try:
             track, breaks = self._track(driving, cap, total, progress, timings)
+            if len(track) == cap and not cut and not info.duration:  # a clip that did not say how long it was
+                notices.append(cut_notice(config.limits))
             with timings("motion"):
                 renderer = persona.renderer
                 targets = self._motion(track, breaks, info.fps, renderer.sources.points[0], config)
