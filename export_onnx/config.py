@@ -25,7 +25,7 @@ class ExportConfig:
     """Export embedder.onnx and generator.onnx, for personalizing from photos without torch."""
     variants: tuple[Variant, ...] = ("int8", "fp16")
     """Extra precisions of each generator: int8 (CPU, calibrated on landmark images) and fp16 (GPU)."""
-    calibration: int = 32
+    calibration: int = 16
     """Landmark images of synthetic faces that calibrate int8 (8 others measure each variant's SSIM)."""
     tolerance: float = 1e-4
     """Largest |ONNX - PyTorch| allowed in fp32; the export fails above it."""
