@@ -41,10 +41,11 @@ def side_by_side(*panels: np.ndarray) -> np.ndarray:
 
 
 def watermark(frame: np.ndarray) -> np.ndarray:
-    """A small translucent "SYNTHETIC" label in the bottom-right corner, sized to the frame."""
+    """A small "SYNTHETIC" label on a darkened backing in the bottom-right corner, about a quarter of the width."""
     h, w = frame.shape[:2]
-    scale = max(0.3, min(h, w) / 700)
-    thickness = max(1, round(2 * scale))
+    (unit, _), _ = cv2.getTextSize(MARK, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)
+    scale = max(0.15, 0.25 * min(h, w) / unit)
+    thickness = max(1, round(1.5 * scale))
     (tw, th), base = cv2.getTextSize(MARK, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
     pad = max(2, round(6 * scale))
     x0, y0 = w - tw - 2 * pad, h - th - base - 2 * pad

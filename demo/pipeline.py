@@ -153,6 +153,7 @@ class Pipeline:
         self._detectors: list[LandmarkDetector] = [load_detector(self._detector_config)]
         self.settings = SessionSettings(device=device)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="heads-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             self.model: ModelFolder | None = ModelFolder.open(resolve_weights(weights))
             self.model_problem = None

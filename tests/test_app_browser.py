@@ -45,12 +45,29 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, browser_binaries):
+def weights(tmp_path_factory) -> Path:
+    """A tiny random model exported for the app (its neural path and avatar download), with the PyTorch model in
+    torch/ so that fine-tuning is offered too."""
+    pytest.importorskip("torch")
+    from export_onnx.config import ExportConfig
+    from export_onnx.release import export
+    from training.config import ModelConfig
+    from training.models import Networks
+
+    folder = tmp_path_factory.mktemp("weights")
+    Networks.build(ModelConfig.tiny()).save_pretrained(folder / "torch")
+    export(ExportConfig(model=folder / "torch", out=folder, variants=()))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, browser_binaries, weights):
     """app.py in a subprocess on 127.0.0.1; yields its URL, and its log on failure."""
     port = _free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "HEADS_MAX_FRAMES": str(FRAMES), "OMP_WAIT_POLICY": "PASSIVE"}
+           "GRADIO_ANALYTICS_ENABLED": "False", "HEADS_MAX_FRAMES": str(FRAMES), "OMP_WAIT_POLICY": "PASSIVE",
+           "HEADS_WEIGHTS": str(weights)}
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -109,12 +126,14 @@ def _wait(condition, timeout: float, what: str, driver, log: Path):
                          f"\n\napp log:\n{log.read_text()[-3000:]}")
 
 
-def _submit(driver, url: str, log: Path, photo: Path, clip: Path) -> None:
-    """A fresh page, both uploads finished, then the Animate button."""
+def _submit(driver, url: str, log: Path, photo: Path, clip: Path, choice: str | None = None) -> None:
+    """A fresh page, both uploads finished, a radio choice clicked (by its label), then the Animate button."""
     from selenium.webdriver.common.by import By
 
     driver.get(url)
     _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#animate"), 60, "the page", driver, log)
+    if choice is not None:
+        driver.find_element(By.XPATH, f"//label[contains(., '{choice}')]").click()
     _upload(driver, "photos", photo)
     _upload(driver, "driving", clip)
     _wait(lambda: photo.stem in driver.find_element(By.ID, "photos").text, 60, "the photo upload", driver, log)
@@ -124,6 +143,19 @@ def _submit(driver, url: str, log: Path, photo: Path, clip: Path) -> None:
 
 def _error_shown(driver, text: str) -> bool:
     return text in driver.find_element("tag name", "body").text
+
+
+def _playing(driver, log: Path) -> dict:
+    """Wait for the result video's metadata, and return its state; an error message ends the wait at once."""
+    from selenium.webdriver.common.by import By
+
+    def ready():
+        toasts = [t.text for t in driver.find_elements(By.CSS_SELECTOR, ".toast-body") if "rror" in t.text]
+        assert not toasts, f"the app reported an error: {toasts}\n\napp log:\n{log.read_text()[-3000:]}"
+        state = driver.execute_script(PLAYBACK)
+        return state if state and state["ready"] >= 1 else None
+
+    return _wait(ready, TIMEOUT, "a playable result", driver, log)
 
 
 PLAYBACK = """
@@ -149,14 +181,20 @@ def test_app_animates_and_survives_bad_uploads(server, browser, media, tmp_path)
     _submit(browser, url, log, animal, clip)
     _wait(lambda: _error_shown(browser, "No human face"), TIMEOUT, "the no-face error", browser, log)
 
-    _submit(browser, url, log, photo, clip)
-    state = _wait(lambda: (s := browser.execute_script(PLAYBACK)) and s["ready"] >= 1 and s, TIMEOUT,
-                  "a playable result", browser, log)
-    browser.execute_script("document.querySelector('#result video').scrollIntoView({block: 'center'})")
+    _submit(browser, url, log, photo, clip)  # the default renderer: the neural generator
+    state = _playing(browser, log)
+    assert state["error"] is None and state["duration"] > 0 and state["width"] > 0, state
+    notes = browser.find_element("id", "notes").text
+    assert "Identity" in notes and "neural, feed-forward" in notes
+    assert ".onnx" in browser.find_element("id", "avatar-out").text  # the avatar download is offered
+    browser.save_screenshot(str(tmp_path / "neural.png"))
+
+    _submit(browser, url, log, photo, clip, choice="Classical warp")
+    _wait(lambda: "warp of 1 photo" in browser.find_element("id", "notes").text, TIMEOUT, "the warp result",
+          browser, log)
+    state = _playing(browser, log)
     time.sleep(1)
     screenshot = tmp_path / "result.png"
     browser.save_screenshot(str(screenshot))
     print(f"screenshot: {screenshot}")
-    assert state["error"] is None, state
-    assert state["duration"] > 0 and state["width"] > 0, state
-    assert "Identity" in browser.find_element("id", "notes").text
+    assert state["error"] is None and state["duration"] > 0 and state["width"] == 256, state
