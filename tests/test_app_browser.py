@@ -2,7 +2,7 @@
 and a clip, pressing Animate, and checking that the result video really plays; bad uploads must show an error and
 leave the server working for the next request.
 
-Needs chromium and chromedriver: a failure in CI (CI=true) when they are missing, a skip elsewhere.
+Needs chromium, chromedriver and selenium: a failure in CI (CI=true) when they are missing, a skip elsewhere.
 """
 
 from __future__ import annotations
@@ -29,12 +29,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.media]
 
 @pytest.fixture(scope="module")
 def browser_binaries() -> tuple[str, str]:
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        message = "chromium and chromedriver are needed for the browser test (apt install chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        selenium = None
+    if CHROMIUM is None or CHROMEDRIVER is None or selenium is None:
+        message = ("chromium, chromedriver and selenium are needed for the browser test (apt install chromium "
+                   "chromium-driver; pip install selenium)")
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
-    pytest.importorskip("selenium")
     return CHROMIUM, CHROMEDRIVER
 
 
