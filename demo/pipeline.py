@@ -236,22 +236,21 @@ class Pipeline:
                            faces[0])
         assert self.model is not None
         source = crops(faces, self.model.resolution)
-        out = Path(tempfile.mkdtemp(dir=self.workdir)) / "avatar.onnx"
         steps = config.finetune_steps
-        if steps:
-            stage = _Stage(progress, "fine-tuning", steps)
-            assert self.torch_model is not None
-            tuning.finetune_avatar(self.torch_model, source, steps, self.model.model_id, out,
-                                   lambda done, _: stage(done))
-            attach_sources(out, source)
-            engine = Engine.load(out, self.settings)
-            description = f"neural, fine-tuned {steps} steps on {len(faces)} photo(s)"
-        else:
+        if not steps:
             stage = _Stage(progress, "personalizing", 1)
             engine = self.model.engine(source, config.precision, self.settings)
             stage(1)
             description = f"neural, feed-forward from {len(faces)} photo(s)"
-        return Persona(NeuralRenderer(engine, source, description), description, faces[0], out if steps else None)
+            return Persona(NeuralRenderer(engine, source, description), description, faces[0])
+        stage = _Stage(progress, "fine-tuning", steps)
+        assert self.torch_model is not None
+        out = Path(tempfile.mkdtemp(dir=self.workdir)) / "avatar.onnx"
+        tuning.finetune_avatar(self.torch_model, source, steps, self.model.model_id, out, lambda done, _: stage(done))
+        attach_sources(out, source)
+        engine = Engine.load(out, self.settings)
+        description = f"neural, fine-tuned {steps} steps on {len(faces)} photo(s)"
+        return Persona(NeuralRenderer(engine, source, description), description, faces[0], out)
 
     def avatar_file(self, persona: Persona, config: AnimateConfig) -> Path | None:
         """The persona's personalised .onnx, baked from its embedding the first time a feed-forward one is asked
