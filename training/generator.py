@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from training.config import ModelConfig
@@ -11,6 +12,10 @@ from training.layers import AdaIN, DownTrunk, ResBlock, SelfAttention, conv, lin
 class Generator(nn.Module):
     """Encoder: residual down-sampling with affine instance norm (attention at 32×32) to the bottleneck.
     Decoder: AdaIN residual blocks, then AdaIN up-sampling blocks (attention at 64×64), AdaIN, ReLU, conv, tanh.
+
+    Warp-guided (beyond the paper): a fourth output channel is a per-pixel blending weight α, and the frame is
+    α·warp + (1 − α)·synthesis. The warp keeps texture and identity wherever it is right, and G only has to paint
+    what the warp cannot show (mouth interior, disocclusions); α starts near 0.9 so training starts from the warp.
 
     `psi(e)` and `render(y, psi)` are separate so that fine-tuning can train ψ′ directly and export can bake it in.
     """
@@ -32,7 +37,11 @@ class Generator(nn.Module):
                 decoder.append(SelfAttention(c))
         self.decoder = nn.ModuleList(decoder)
         self.out_norm = AdaIN(c)
-        self.out_conv = conv(c, 3)
+        self.guided = cfg.guidance == "warp"
+        self.out_conv = conv(c, 4 if self.guided else 3)
+        if self.guided:
+            with torch.no_grad():
+                self.out_conv.bias[3] = 2.0  # sigmoid(2) ≈ 0.88: mostly warp at the start
         self.adaptive = [m for m in [*decoder, self.out_norm] if getattr(m, "psi_size", 0)]
         self.psi_size = sum(m.psi_size for m in self.adaptive)
         self.P = linear(cfg.embed_dim, self.psi_size, bias=False)
@@ -52,8 +61,11 @@ class Generator(nn.Module):
         h = self.encoder(y)[-1]
         for block in self.decoder:
             h = block(h, next(chunks)) if isinstance(block, ResBlock) else block(h)
-        h = self.out_norm(h, next(chunks)).relu()
-        return self.out_conv(h).tanh()
+        out = self.out_conv(self.out_norm(h, next(chunks)).relu())
+        if not self.guided:
+            return out.tanh()
+        alpha = out[:, 3:].sigmoid()
+        return alpha * y[:, 3:6] + (1 - alpha) * out[:, :3].tanh()  # y[:, 3:6]: the warped reference
 
     def forward(self, y: Tensor, e: Tensor) -> Tensor:
         return self.render(y, self.psi(e))
