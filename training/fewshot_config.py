@@ -63,18 +63,18 @@ class FinetuneConfig:
     shots: int = 8
     """T, the number of frames taken from --video."""
     landmarks: str | None = None
-    """68 landmarks (x, y in pixels of the original image) as .json or .npy, for one image where detection fails
-    (a painting): they replace detection."""
+    """For one image where detection fails (a painting): its 68 landmarks (x, y pixels) as .json or .npy."""
     box: tuple[float, float, float, float] | None = None
-    """Face box x0 y0 x1 y1 in pixels of the original image, for one image where detection fails: the landmarks
-    are fitted inside it."""
+    """For one image where detection fails: the face box x0 y0 x1 y1 (pixels); landmarks are fitted inside it."""
     out: str = "avatars/avatar"
     """Avatar folder to write (avatar.json + avatar.safetensors)."""
     feed_forward: bool = False
     """No training: ψ = P·ê_NEW with the meta-learned G (well under a second)."""
     tune: FinetuneSettings = field(default_factory=FinetuneSettings)
     device: str = "auto"
+    """auto = cuda when available, else cpu."""
     progress: bool = True
+    """Show a progress bar with the losses and the time left."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.shots <= MAX_SHOTS:
@@ -109,6 +109,7 @@ class EvaluateConfig:
     out: str = "runs/eval"
     """Output folder: results.md, results.csv, metric-*.jsonl (appended), grids/."""
     device: str = "auto"
+    """auto = cuda when available, else cpu."""
     progress: bool = True
 
     def __post_init__(self) -> None:

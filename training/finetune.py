@@ -69,6 +69,13 @@ def embed(networks: Networks, frames: Tensor, landmark_images: Tensor) -> Tensor
     return torch.cat(parts).mean(0, keepdim=True)
 
 
+@torch.no_grad()
+def project(networks: Networks, e: Tensor) -> Tensor:
+    """ψ̂ = P·ê: (1, N) -> (1, psi_size), with G in eval mode so that no spectral-norm power iteration touches the
+    shared model."""
+    return networks.G.eval().psi(e)
+
+
 def guides(frames: np.ndarray, points: np.ndarray, targets: np.ndarray, exclude_self: bool = False) -> Tensor:
     """Warp guides (len(targets), 4, R, R) for a warp-guided G from the T source frames and their landmarks.
 
@@ -111,14 +118,14 @@ def render(networks: Networks, avatar: Avatar, landmark_images: np.ndarray, poin
 class FineTuner:
     """Copies of G and D with ψ′ and w′ as parameters; `step` runs one G phase and one D phase on T frames."""
 
-    def __init__(self, networks: Networks, e: Tensor, psi: Tensor, settings: FinetuneSettings):
+    def __init__(self, networks: Networks, e: Tensor, settings: FinetuneSettings):
         if networks.D is None:
             raise ValueError("fine-tuning needs the discriminator: load the model with its D.safetensors")
         self.settings = settings
         self.device = _device(networks)
         self.G = copy.deepcopy(networks.G).train()
         self.D = copy.deepcopy(networks.D).train()
-        self.psi = nn.Parameter(psi.clone())  # ψ′, starting at the feed-forward P·ê_NEW: (1, psi_size)
+        self.psi = nn.Parameter(project(networks, e))  # ψ′, starting at the feed-forward P·ê_NEW: (1, psi_size)
         self.w = nn.Parameter((self.D.w0 + e).detach())  # w′ = w0 + ê_NEW: (1, N)
         # P and W are replaced by ψ′ and w′; D's w0 only served to initialise w′.
         g_params = [p for n, p in self.G.named_parameters() if not n.startswith("P.")] + [self.psi]
@@ -199,8 +206,6 @@ def personalize(
     device = _device(networks)
     x, y = to_tensor(frames).to(device), to_tensor(landmark_images).to(device)
     e = embed(networks, x, y)
-    with torch.no_grad():
-        psi = networks.G.eval().psi(e)  # eval: no spectral-norm power iteration touches the shared model
     sources = {"source_frames": frames, "source_points": np.asarray(points, np.float32)} if guided else {}
     info = {
         "format": FORMAT,
@@ -213,9 +218,9 @@ def personalize(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if steps == 0:
-        return Avatar(psi.cpu(), e.cpu(), info, None, sources)
+        return Avatar(project(networks, e).cpu(), e.cpu(), info, None, sources)
 
-    tuner = FineTuner(networks, e, psi, settings)
+    tuner = FineTuner(networks, e, settings)
     g_in = y if not guided else torch.cat([y, guides(frames, points, points, exclude_self=True).to(device)], 1)
     gen = torch.Generator().manual_seed(settings.seed)
     bar = tqdm(range(steps), disable=not progress, unit="step", desc=f"fine-tuning T={len(frames)}",

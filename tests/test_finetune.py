@@ -1,0 +1,174 @@
+"""Few-shot personalization: feed-forward avatars, fine-tuning, the avatar folder, and `heads finetune`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from faces.config import DetectorConfig
+from faces.detect import load_detector
+from faces.image_io import load_image
+from heads.cli import main
+from training.avatar import Avatar, model_id
+from training.checkpoint import save_checkpoint
+from training.config import LossConfig, ModelConfig
+from training.data import SyntheticEpisodes, to_tensor, to_uint8
+from training.fewshot_config import FinetuneConfig, FinetuneSettings, default_steps
+from training.finetune import embed, load_networks, load_sources, personalize, render
+from training.models import Networks
+
+# Pixel L1 as L_CNT and a quicker G: a tiny model learns visibly within a few dozen steps, in seconds.
+FAST = FinetuneSettings(batch=4, lr_g=1e-3, loss=LossConfig(perceptual=(), l1=1.0))
+# The tiny preset with self-attention at 16/32 px instead of 32/64: the same networks, a fraction of the time.
+TINY = replace(ModelConfig.tiny(), attention_down=16, attention_up=32)
+PHOTOS = ("MakeItTalk/examples/anne.jpg", "MakeItTalk/examples/angelina.jpg")
+
+
+def person(video: int, shots: int, resolution: int = 64) -> dict[str, np.ndarray]:
+    episode = SyntheticEpisodes(4, resolution, shots - 1, seed=3)[video]
+    return {
+        "frames": to_uint8(episode["frames"]),
+        "landmark_images": to_uint8(episode["landmarks"]),
+        "points": episode["points"].double().numpy(),
+    }
+
+
+@pytest.fixture(scope="module")
+def networks() -> Networks:
+    torch.manual_seed(0)
+    return Networks.build(TINY, num_videos=4)
+
+
+def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_feed_forward_avatar_is_the_projected_mean_embedding(networks):
+    p = person(0, 4)
+    avatar = personalize(networks, p["frames"], p["landmark_images"])
+    e = embed(networks, to_tensor(p["frames"]), to_tensor(p["landmark_images"]))
+    singles = [embed(networks, to_tensor(p["frames"][i : i + 1]), to_tensor(p["landmark_images"][i : i + 1]))
+               for i in range(4)]
+    torch.testing.assert_close(e, torch.cat(singles).mean(0, keepdim=True))  # ê_NEW is the mean over the T
+    torch.testing.assert_close(avatar.psi, networks.G.psi(e))
+    assert avatar.psi.shape == (1, networks.G.psi_size) and avatar.generator is None and not avatar.finetuned
+    assert avatar.info["T"] == 4 and avatar.info["steps"] == 0
+    out = render(networks, avatar, p["landmark_images"])
+    assert out.shape == p["frames"].shape and out.dtype == np.uint8
+
+
+def test_finetuning_reconstructs_the_person_and_leaves_the_model_alone(networks):
+    p, other = person(0, 4), person(1, 4)
+    before = {name: state(m) for name, m in networks.modules().items()}
+    ff = personalize(networks, p["frames"], p["landmark_images"])
+    ft = personalize(networks, p["frames"], p["landmark_images"], steps=60, settings=FAST)
+    for name, m in networks.modules().items():  # the meta-learned model is shared by every avatar: untouched
+        for key, value in m.state_dict().items():
+            torch.testing.assert_close(value, before[name][key], msg=f"{name}.{key} changed")
+
+    def error(avatar: Avatar, target: dict) -> float:
+        return float(np.abs(render(networks, avatar, p["landmark_images"]).astype(float) - target["frames"]).mean())
+
+    assert error(ft, p) < 0.5 * error(ff, p)  # reconstruction error on the T frames falls
+    assert error(ft, p) < error(ft, other)  # and the output is this person, not a generic face
+    assert ft.finetuned and ft.info["steps"] == 60 and set(ft.info["final_losses"]) >= {"cnt", "adv", "fm", "dsc"}
+    assert not torch.equal(ft.psi, ff.psi)
+    assert any(not torch.equal(v, networks.G.state_dict()[k]) for k, v in ft.generator.items())
+
+
+def test_finetuning_is_seeded(networks):
+    """With a (random) perceptual network in L_CNT, as fine-tuning runs by default."""
+    p = person(2, 3)
+    settings = FinetuneSettings(batch=2, loss=LossConfig(perceptual=("dlib",), random_perceptual=True))
+    a, b = (personalize(networks, p["frames"], p["landmark_images"], steps=2, settings=settings) for _ in range(2))
+    torch.testing.assert_close(a.psi, b.psi, rtol=0, atol=0)
+    c = personalize(networks, p["frames"], p["landmark_images"], steps=2, settings=replace(settings, seed=1))
+    assert not torch.equal(a.psi, c.psi)
+
+
+def test_avatar_folder_round_trip(networks, tmp_path):
+    p = person(0, 2)
+    for steps in (0, 2):
+        avatar = personalize(networks, p["frames"], p["landmark_images"], steps=steps, settings=FAST)
+        loaded = Avatar.load(avatar.save(tmp_path / f"avatar-{steps}"))
+        info = json.loads((tmp_path / f"avatar-{steps}" / "avatar.json").read_text())
+        assert info == loaded.info == avatar.info
+        assert info["model_id"] == model_id(networks) and info["T"] == 2 and info["steps"] == steps
+        assert info["source_hashes"] == [hashlib.sha256(f.tobytes()).hexdigest() for f in p["frames"]]
+        assert info["settings"]["steps"] == steps and info["model"]["resolution"] == 64
+        torch.testing.assert_close(loaded.psi, avatar.psi)
+        assert (loaded.generator is None) == (steps == 0)
+        np.testing.assert_array_equal(render(networks, loaded, p["landmark_images"]),
+                                      render(networks, avatar, p["landmark_images"]))
+    with pytest.raises(ValueError, match="made with model"):
+        render(Networks.build(TINY), loaded, p["landmark_images"])
+    with pytest.raises(FileNotFoundError):
+        Avatar.load(tmp_path)
+
+
+def test_warp_guided_model_personalizes_from_points(tmp_path):
+    torch.manual_seed(0)
+    guided = Networks.build(replace(TINY, guidance="warp"))
+    p = person(0, 3)
+    with pytest.raises(ValueError, match="landmarks"):
+        personalize(guided, p["frames"], p["landmark_images"])
+    for steps in (0, 2):
+        avatar = personalize(guided, p["frames"], None, steps=steps, settings=FAST, points=p["points"])
+        assert avatar.sources["source_frames"].shape == (3, 64, 64, 3)
+        loaded = Avatar.load(avatar.save(tmp_path / "guided"))
+        out = render(guided, loaded, p["landmark_images"], p["points"])
+        assert out.shape == (3, 64, 64, 3)
+
+
+def test_load_networks_from_a_run_directory_prefers_ema(networks, tmp_path):
+    fresh = Networks.build(TINY)
+    ema = {"E_ema": fresh.E, "G_ema": fresh.G}
+    save_checkpoint(tmp_path, 7, {**networks.modules(), **ema}, networks.metadata(), {"step": 7}, keep=2)
+    loaded = load_networks(tmp_path)
+    torch.testing.assert_close(loaded.G.state_dict(), ema["G_ema"].state_dict())
+    torch.testing.assert_close(loaded.D.state_dict(), networks.D.state_dict())
+    networks.save_pretrained(tmp_path / "release")
+    torch.testing.assert_close(load_networks(tmp_path / "release").G.state_dict(), networks.G.state_dict())
+
+
+def test_default_steps():
+    assert [default_steps(t, 4) for t in (1, 8, 32)] == [100, 100, 320]
+    assert FinetuneSettings(steps=7).resolved_steps(32) == 7
+
+
+@pytest.mark.media
+def test_painting_landmarks_and_box_give_the_detected_crop(media, tmp_path):
+    painting = media / "LivePortrait/assets/examples/source/s0.jpg"
+    face = load_detector(DetectorConfig()).detect(load_image(painting))[0]
+    (tmp_path / "points.json").write_text(json.dumps({"points": face.points.tolist()}))
+    detected = load_sources(FinetuneConfig("m", images=(str(painting),)), 64)
+    given = load_sources(FinetuneConfig("m", images=(str(painting),), landmarks=str(tmp_path / "points.json")), 64)
+    boxed = load_sources(FinetuneConfig("m", images=(str(painting),), box=face.box), 64)
+    for other in (given, boxed):
+        np.testing.assert_array_equal(other[0], detected[0])
+        np.testing.assert_allclose(other[1], detected[1], atol=1e-3)
+    assert detected[2] == [hashlib.sha256(painting.read_bytes()).hexdigest()]
+
+
+@pytest.mark.media
+@pytest.mark.slow
+def test_heads_finetune_on_photos_and_a_video(media, networks, tmp_path):
+    networks.save_pretrained(tmp_path / "model")
+    photos = [str(media / p) for p in PHOTOS[:1]] * 2
+    main(["finetune", "--model", str(tmp_path / "model"), "--images", *photos, "--feed-forward",
+          "--out", str(tmp_path / "ff"), "--no-progress"])
+    main(["finetune", "--model", str(tmp_path / "model"), "--video", str(media / "LivePortrait/assets/examples/"
+          "driving/d18.mp4"), "--shots", "3", "--tune.steps", "2", "--tune.loss.random-perceptual",
+          "--out", str(tmp_path / "ft"), "--no-progress"])
+    ff, ft = Avatar.load(tmp_path / "ff"), Avatar.load(tmp_path / "ft")
+    assert ff.info["T"] == 2 and ff.info["steps"] == 0 and ff.generator is None
+    assert ff.info["source_hashes"] == [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in photos]
+    assert ft.info["T"] == 3 and ft.info["steps"] == 2 and ft.generator is not None
+    with pytest.raises(SystemExit, match="no face found"):
+        main(["finetune", "--model", str(tmp_path / "model"), "--images",
+              str(media / "LivePortrait/assets/examples/source/s22.jpg"), "--out", str(tmp_path / "x")])

@@ -1,0 +1,99 @@
+"""`heads bench finetune`: how long personalization takes per model preset and T, written as JSON.
+
+Fine-tuning time is measured over a few steps and extrapolated to the default step count (a step's cost does not
+depend on T: its batch is drawn from the T frames); feed-forward latency is measured end to end. Each preset runs in
+a fresh process so that one preset's allocations do not slow the next.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from training.config import MODEL_PRESETS, to_dict
+from training.data import SyntheticEpisodes, to_tensor, to_uint8
+from training.fewshot_config import FinetuneBenchConfig
+from training.finetune import FineTuner, embed, personalize
+from training.models import Networks
+from training.train import resolve_device
+
+
+def _measure(cfg: FinetuneBenchConfig, preset: str) -> list[dict]:
+    device = resolve_device(cfg.device)
+    model = MODEL_PRESETS[preset]()
+    if model.guidance != "none":
+        raise ValueError("the benchmark draws synthetic faces without warp guides; pick a preset without guidance")
+    networks = Networks.build(model, num_videos=1).to(device)
+    episode = SyntheticEpisodes(1, model.resolution, max(cfg.shots) - 1)[0]
+    frames, landmarks = to_uint8(episode["frames"]), to_uint8(episode["landmarks"])
+    results = []
+    for shots in cfg.shots:
+        ff = []
+        for _ in range(3):
+            start = time.perf_counter()
+            personalize(networks, frames[:shots], landmarks[:shots])
+            ff.append(time.perf_counter() - start)
+        x, y = to_tensor(frames[:shots]).to(device), to_tensor(landmarks[:shots]).to(device)
+        start = time.perf_counter()
+        e = embed(networks, x, y)
+        tuner = FineTuner(networks, e, cfg.tune)
+        setup = time.perf_counter() - start
+        gen = torch.Generator().manual_seed(0)
+        timings = []
+        for step in range(cfg.steps + 1):  # the first step warms up allocators and is not counted
+            idx = torch.randint(shots, (cfg.tune.batch,), generator=gen).to(device)
+            start = time.perf_counter()
+            tuner.step(x[idx], y[idx], y[idx], step)
+            timings.append(time.perf_counter() - start)
+        per_step = statistics.mean(timings[1:])
+        steps = cfg.tune.resolved_steps(shots)
+        results.append({
+            "preset": preset,
+            "T": shots,
+            "feed_forward_seconds": statistics.median(ff),
+            "seconds_per_step": per_step,
+            "default_steps": steps,
+            "finetune_seconds": setup + steps * per_step,
+            "extrapolated_from_steps": cfg.steps,
+        })
+        print(f"{preset} T={shots}: FF {results[-1]['feed_forward_seconds'] * 1000:.0f} ms, FT {per_step:.2f} s/step "
+              f"x {steps} steps = {results[-1]['finetune_seconds']:.0f} s (extrapolated from {cfg.steps} steps)")
+    return results
+
+
+def _worker(cfg: FinetuneBenchConfig, preset: str, queue) -> None:
+    queue.put(_measure(cfg, preset))
+
+
+def bench_finetune(cfg: FinetuneBenchConfig) -> dict:
+    unknown = [p for p in cfg.presets if p not in MODEL_PRESETS]
+    if unknown:
+        raise ValueError(f"unknown presets {unknown}; choose from {list(MODEL_PRESETS)}")
+    ctx = mp.get_context("spawn")
+    results = []
+    for preset in cfg.presets:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_worker, args=(cfg, preset, queue))
+        proc.start()
+        results += queue.get()
+        proc.join()
+    report = {
+        "benchmark": "finetune",
+        "device": str(resolve_device(cfg.device)),
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "config": to_dict(cfg),
+        "results": results,
+    }
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return report
