@@ -1,0 +1,124 @@
+"""`heads evaluate`: frame splits, baselines, tables, and the whole protocol on two real clips."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from faces.config import CropConfig, PrepareConfig
+from faces.prepare import prepare
+from heads.cli import main
+from training.config import ModelConfig
+from training.data import SyntheticEpisodes, to_uint8
+from training.evaluate import (
+    Clip,
+    append_jsonl,
+    load_clips,
+    score,
+    split_frames,
+    still_frames,
+    warp_frames,
+    write_tables,
+)
+from training.models import Networks
+
+CLIPS = ("LivePortrait/assets/examples/driving/d18.mp4", "LivePortrait/assets/examples/driving/d19.mp4")
+
+
+def synthetic_clip(count: int = 12) -> Clip:
+    episode = SyntheticEpisodes(1, 64, count - 1, seed=5)[0]
+    return Clip("cartoon", to_uint8(episode["frames"]), episode["points"].double().numpy(),
+                to_uint8(episode["landmarks"]))
+
+
+def test_split_frames_keeps_personalization_and_holdout_apart():
+    personal, holdout = split_frames(80, (1, 8, 32), 32)
+    assert [len(personal[t]) for t in (1, 8, 32)] == [1, 8, 32]
+    assert all(p[0] == 0 and p.max() < 40 for p in personal.values())  # first half, first frame always in
+    assert len(set(holdout)) == 32 and holdout.min() >= 40 and holdout.max() == 79
+    with pytest.raises(ValueError, match="cannot give"):
+        split_frames(40, (1, 8, 32), 32)
+
+
+def test_baselines():
+    clip = synthetic_clip()
+    personal, holdout = split_frames(len(clip.frames), (1, 4), 4)
+    still = still_frames(clip, personal[4], holdout)
+    assert still.shape == (4, 64, 64, 3) and (still == clip.frames[0]).all()
+    # Driven by a personalization frame's own landmarks, the warp returns that frame.
+    same = warp_frames(clip, personal[4], personal[4][1:2])
+    assert np.abs(same[0].astype(int) - clip.frames[personal[4][1]]).mean() < 1.0
+    assert warp_frames(clip, personal[4], holdout).shape == (4, 64, 64, 3)
+
+
+def test_scores_of_a_perfect_reconstruction():
+    clip = synthetic_clip()
+    result = score(clip.frames[:4], clip.frames[:4], clip.points[:4], ("ssim", "lpips"), "dlib")
+    assert result["ssim"] == pytest.approx(1.0) and result["lpips"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_tables_and_jsonl(tmp_path):
+    rows = [
+        {"method": "warp", "T": 1, "videos": 2, "ssim": 0.81234, "akd": float("nan"), "csim_unaligned": 0.0},
+        {"method": "FF", "T": 1, "videos": 2, "ssim": 0.5, "akd": 3.25, "csim_unaligned": 0.25},
+    ]
+    write_tables(tmp_path, rows)
+    md = (tmp_path / "results.md").read_text().splitlines()
+    assert md[0] == "| method | T | SSIM↑ | AKD↓ |" and md[2] == "| warp | 1 | 0.8123 | – |"
+    table = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
+    assert table[1]["method"] == "FF" and float(table[1]["csim_unaligned"]) == 0.25
+    for _ in range(2):
+        append_jsonl(tmp_path, rows, {"model": "m"})
+    lines = [json.loads(line) for line in (tmp_path / "metric-ssim.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and lines[0]["results"] == {"warp/T=1": 0.81234, "FF/T=1": 0.5}
+
+
+@pytest.fixture
+def prepared(media, tmp_path):
+    """Two short shared clips prepared at 64 px into tmp_path with the face pipeline (links, not copies)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, clip in zip("ab", CLIPS, strict=True):
+        (src / f"{name}.mp4").symlink_to(media / clip)
+    config = PrepareConfig(src, tmp_path / "prepared", max_frames=16, test_fraction=1.0, progress=False,
+                           crop=CropConfig(resolution=64))
+    assert prepare(config).prepared == 2
+    return tmp_path / "prepared"
+
+
+@pytest.mark.media
+@pytest.mark.slow
+def test_heads_evaluate_end_to_end(prepared, tmp_path):
+    torch.manual_seed(0)
+    tiny = replace(ModelConfig.tiny(), attention_down=16, attention_up=32)
+    Networks.build(tiny, num_videos=2).save_pretrained(tmp_path / "model")
+    clips = load_clips(prepared, "test", 64)
+    assert [c.name for c in clips] == ["a", "b"] and clips[0].frames.shape == (16, 64, 64, 3)
+    out = tmp_path / "eval"
+    main(["evaluate", "--model", str(tmp_path / "model"), "--data", str(prepared), "--shots", "1", "4",
+          "--holdout", "4", "--tune.steps", "3", "--tune.batch", "2", "--tune.loss.random-perceptual",
+          "--out", str(out), "--no-progress"])
+    table = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert [(r["method"], r["T"]) for r in table] == [
+        (m, t) for t in ("1", "4") for m in ("still frame", "warp", "FF", "FT")]
+    assert all(r["videos"] == "2" for r in table)
+    by = {(r["method"], r["T"]): r for r in table}
+    assert by[("still frame", "1")]["ssim"] == by[("still frame", "4")]["ssim"]  # T-independent, scored once
+    assert by[("FF", "4")]["ssim"] != by[("FT", "4")]["ssim"]
+    # Real frames: the baselines keep the face (detected, aligned for CSIM); an untrained G draws none.
+    assert float(by[("warp", "4")]["detected"]) == 1.0 and float(by[("warp", "4")]["csim"]) > 0.9
+    assert float(by[("warp", "4")]["ssim"]) > float(by[("FF", "4")]["ssim"])
+    assert float(by[("still frame", "1")]["fid"]) >= 0
+    for metric in ("ssim", "lpips", "csim", "fid", "akd", "nme", "mouth", "eye"):
+        line = json.loads((out / f"metric-{metric}.jsonl").read_text())
+        assert len(line["results"]) == 8 and line["videos"] == 2
+    assert "| method | T | SSIM↑" in (out / "results.md").read_text()
+    grid = Image.open(out / "grids" / "a.png")
+    assert grid.size == (7 * 64, 4 * 64)  # source | landmarks | real | still | warp | FF | FT, 4 hold-out rows
+    assert len((out / "per_video.jsonl").read_text().splitlines()) == 2 * 8
