@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,7 +168,7 @@ def test_heads_finetune_on_photos_and_a_video(media, networks, tmp_path):
           "--out", str(tmp_path / "ft"), "--no-progress"])
     ff, ft = Avatar.load(tmp_path / "ff"), Avatar.load(tmp_path / "ft")
     assert ff.info["T"] == 2 and ff.info["steps"] == 0 and ff.generator is None
-    assert ff.info["source_hashes"] == [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in photos]
+    assert ff.info["source_hashes"] == [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in photos]
     assert ft.info["T"] == 3 and ft.info["steps"] == 2 and ft.generator is not None
     with pytest.raises(SystemExit, match="no face found"):
         main(["finetune", "--model", str(tmp_path / "model"), "--images",
