@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import platform
 import statistics
 import time
@@ -76,6 +77,7 @@ def bench_finetune(cfg: FinetuneBenchConfig) -> dict:
     if unknown:
         raise ValueError(f"unknown presets {unknown}; choose from {list(MODEL_PRESETS)}")
     ctx = mp.get_context("spawn")
+    load_before = os.getloadavg()[0]
     results = []
     for preset in cfg.presets:
         queue = ctx.Queue()
@@ -89,6 +91,7 @@ def bench_finetune(cfg: FinetuneBenchConfig) -> dict:
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "load_average": [load_before, os.getloadavg()[0]],  # 1-minute, at start and end: other work slows the cores
         "config": to_dict(cfg),
         "results": results,
     }
