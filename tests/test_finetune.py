@@ -130,6 +130,7 @@ def test_load_networks_from_a_run_directory_prefers_ema(networks, tmp_path):
     fresh = Networks.build(TINY)
     ema = {"E_ema": fresh.E, "G_ema": fresh.G}
     save_checkpoint(tmp_path, 7, {**networks.modules(), **ema}, networks.metadata(), {"step": 7}, keep=2)
+    (tmp_path / "config.json").write_text("{}")  # a run directory holds its TrainConfig beside the checkpoints
     loaded = load_networks(tmp_path)
     torch.testing.assert_close(loaded.G.state_dict(), ema["G_ema"].state_dict())
     torch.testing.assert_close(loaded.D.state_dict(), networks.D.state_dict())

@@ -50,7 +50,7 @@ def load_networks(path: str | Path, device: str | torch.device = "cpu") -> Netwo
     """A weights folder (save_pretrained), a checkpoint folder, or a run directory (its newest checkpoint); a
     checkpoint's EMA copies of E and G are used when it has them, as they are the ones meant for inference."""
     path = Path(path)
-    folder = path if (path / "config.json").is_file() else resolve_checkpoint(path)
+    folder = path if (path / "G.safetensors").is_file() else resolve_checkpoint(path)  # a run dir has config.json too
     networks = Networks.from_pretrained(folder, str(device))
     if all((folder / f"{name}_ema.safetensors").is_file() for name in ("E", "G")):
         load_weights(folder, {"E_ema": networks.E, "G_ema": networks.G})
