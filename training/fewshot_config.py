@@ -32,7 +32,8 @@ class FinetuneSettings:
     betas: tuple[float, float] = (0.0, 0.9)
     loss: LossConfig = field(default_factory=lambda: LossConfig(perceptual=("dlib",)))
     """L_CNT networks and weights; `match` is unused (there is no W to match)."""
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Autocast dtype (fp16 would need a gradient scaler; bf16 does not)."""
     seed: int = 0
     """Seeds the choice of target frames, so a fine-tuning run is repeatable."""
 
