@@ -5,15 +5,13 @@ Each preset runs in a fresh process so that its peak memory is its own.
 
 from __future__ import annotations
 
-import json
-import multiprocessing as mp
-import platform
+import os
 import resource
 import time
-from pathlib import Path
 
 import torch
 
+from training.benchmarking import per_preset, write_report
 from training.config import MODEL_PRESETS, LossConfig, TrainBenchConfig, TrainConfig, to_dict
 from training.data import SyntheticEpisodes
 from training.train import MetaLearner, resolve_device
@@ -54,35 +52,10 @@ def _measure(cfg: TrainBenchConfig, preset: str) -> dict:
     }
 
 
-def _worker(cfg: TrainBenchConfig, preset: str, queue) -> None:
-    queue.put(_measure(cfg, preset))
-
-
 def bench_train(cfg: TrainBenchConfig) -> dict:
-    unknown = [p for p in cfg.presets if p not in MODEL_PRESETS]
-    if unknown:
-        raise ValueError(f"unknown presets {unknown}; choose from {list(MODEL_PRESETS)}")
-    ctx = mp.get_context("spawn")
-    results = []
-    for preset in cfg.presets:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_worker, args=(cfg, preset, queue))
-        proc.start()
-        results.append(queue.get())
-        proc.join()
-        print(f"{preset}: {results[-1]['iterations_per_second']:.3f} it/s, "
-              f"{results[-1]['images_per_second']:.2f} images/s, {results[-1]['peak_memory_mb']:.0f} MB")
-    report = {
-        "benchmark": "train",
-        "device": str(resolve_device(cfg.device)),
-        "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "config": to_dict(cfg),
-        "results": results,
-    }
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-    return report
+    load_before = os.getloadavg()[0]
+    results = per_preset(_measure, cfg, cfg.presets)
+    for r in results:
+        print(f"{r['preset']}: {r['iterations_per_second']:.3f} it/s, {r['images_per_second']:.2f} images/s, "
+              f"{r['peak_memory_mb']:.0f} MB")
+    return write_report("train", str(resolve_device(cfg.device)), cfg, results, cfg.out, load_before)

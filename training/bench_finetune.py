@@ -7,17 +7,14 @@ a fresh process so that one preset's allocations do not slow the next.
 
 from __future__ import annotations
 
-import json
-import multiprocessing as mp
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
-from training.config import MODEL_PRESETS, to_dict
+from training.benchmarking import per_preset, write_report
+from training.config import MODEL_PRESETS
 from training.data import SyntheticEpisodes, to_tensor, to_uint8
 from training.fewshot_config import FinetuneBenchConfig
 from training.finetune import FineTuner, embed, personalize
@@ -68,35 +65,7 @@ def _measure(cfg: FinetuneBenchConfig, preset: str) -> list[dict]:
     return results
 
 
-def _worker(cfg: FinetuneBenchConfig, preset: str, queue) -> None:
-    queue.put(_measure(cfg, preset))
-
-
 def bench_finetune(cfg: FinetuneBenchConfig) -> dict:
-    unknown = [p for p in cfg.presets if p not in MODEL_PRESETS]
-    if unknown:
-        raise ValueError(f"unknown presets {unknown}; choose from {list(MODEL_PRESETS)}")
-    ctx = mp.get_context("spawn")
     load_before = os.getloadavg()[0]
-    results = []
-    for preset in cfg.presets:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_worker, args=(cfg, preset, queue))
-        proc.start()
-        results += queue.get()
-        proc.join()
-    report = {
-        "benchmark": "finetune",
-        "device": str(resolve_device(cfg.device)),
-        "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "load_average": [load_before, os.getloadavg()[0]],  # 1-minute, at start and end: other work slows the cores
-        "config": to_dict(cfg),
-        "results": results,
-    }
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-    return report
+    results = [row for rows in per_preset(_measure, cfg, cfg.presets) for row in rows]
+    return write_report("finetune", str(resolve_device(cfg.device)), cfg, results, cfg.out, load_before)
