@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from faces.layout import GUIDE_CHANNELS
 from faces.warp import PiecewiseAffineWarp, Warped, nearest_source
 
-GUIDE_CHANNELS = 4  # warped RGB + validity mask
+__all__ = ["GUIDE_CHANNELS", "pack_guide", "warp_guide"]
 
 
 def pack_guide(warped: Warped) -> np.ndarray:

@@ -33,6 +33,8 @@ PARTS: tuple[Part, ...] = (
     Part("inner_lips", 60, 68, True, (255, 0, 255)),
 )
 PUPIL_COLOR = (255, 255, 0)
+# Warp-guided generators read these channels after the landmark image: the warped source (RGB) and its validity mask.
+GUIDE_CHANNELS = 4
 
 # "right"/"left" are the subject's; mirroring an image swaps them.
 FLIP_INDEX = np.array(

@@ -10,7 +10,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Literal
 
-from faces.guide import GUIDE_CHANNELS
+from faces.layout import GUIDE_CHANNELS
 
 
 @dataclass(frozen=True)
