@@ -8,8 +8,6 @@ tells the app whether to offer it at all.
 from __future__ import annotations
 
 import importlib.util
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,8 +41,7 @@ def finetune_avatar(
     """Fine-tune for `steps` steps on the T crops (at the model's resolution) and export G′ to `out` (.onnx).
 
     `model_id` is that of the ONNX graphs in use: an avatar from another model would render a different person.
-    personalize() reports progress only to a terminal, so `progress(done, steps)` is estimated from the time of one
-    step measured first (two throw-away runs of one step).
+    `progress(done, steps)` is called after every optimisation step.
     """
     from export_onnx.export import export_personalized
     from training.avatar import model_id as torch_model_id
@@ -57,30 +54,9 @@ def finetune_avatar(
                          f"graphs were exported from (id {model_id}); its avatar would render someone else.")
     if networks.D is None:
         raise InputError(f"{model} has no discriminator (D.safetensors), which fine-tuning needs.")
-    settings = FinetuneSettings(steps=steps)
-    personalize(networks, crops.frames, None, 1, settings, crops.points)  # builds the loss networks, once
-    start = time.perf_counter()  # one more step, with its set-up: a slightly pessimistic time per step
-    personalize(networks, crops.frames, None, 1, settings, crops.points)
-    per_step = time.perf_counter() - start
-
-    result: dict = {}
-
-    def work() -> None:
-        try:
-            result["avatar"] = personalize(networks, crops.frames, None, steps, settings, crops.points)
-        except BaseException as error:  # re-raised in the caller's thread
-            result["error"] = error
-
-    thread = threading.Thread(target=work, name="finetune", daemon=True)
-    begun = time.perf_counter()
-    thread.start()
-    while thread.is_alive():
-        thread.join(0.5)
-        progress(min(steps - 1, int((time.perf_counter() - begun) / per_step)), steps)
-    if "error" in result:
-        raise result["error"]
-    progress(steps, steps)
-    avatar = result["avatar"]
+    progress(0, steps)
+    avatar = personalize(networks, crops.frames, None, steps, FinetuneSettings(steps=steps), crops.points,
+                         on_step=progress)
     meta = {"model_id": model_id, "T": len(crops.frames), "steps": steps,
             "provenance": f"heads app fine-tuning of {model} ({steps} steps, T={len(crops.frames)})"}
     export_personalized(avatar.generator_for(networks), avatar.psi, out, meta)

@@ -86,7 +86,11 @@ def test_finetuning_is_seeded(networks):
     """With a (random) perceptual network in L_CNT, as fine-tuning runs by default."""
     p = person(2, 3)
     settings = FinetuneSettings(batch=2, loss=LossConfig(perceptual=("dlib",), random_perceptual=True))
-    a, b = (personalize(networks, p["frames"], p["landmark_images"], steps=2, settings=settings) for _ in range(2))
+    calls: list[tuple[int, int]] = []
+    a = personalize(networks, p["frames"], p["landmark_images"], steps=2, settings=settings,
+                    on_step=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 2), (2, 2)]  # the app's fine-tuning progress bar counts real steps
+    b = personalize(networks, p["frames"], p["landmark_images"], steps=2, settings=settings)
     torch.testing.assert_close(a.psi, b.psi, rtol=0, atol=0)
     c = personalize(networks, p["frames"], p["landmark_images"], steps=2, settings=replace(settings, seed=1))
     assert not torch.equal(a.psi, c.psi)

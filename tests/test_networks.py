@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from training.config import ModelConfig
+from training.config import ModelConfig, from_dict, to_dict
 from training.models import Networks
 
 
@@ -27,6 +27,19 @@ def test_shapes(resolution):
     assert fake.shape == (2, 3, resolution, resolution) and fake.abs().max() <= 1
     assert score.shape == (2,)
     assert feats[-1].shape[-1] == 4  # the last residual block works at 4×4
+
+
+def test_embedding_without_relu_can_be_negative_and_old_configs_keep_it():
+    """compact drops the ReLU on ê (it died in CPU runs); configs saved before the switch existed load with it."""
+    assert ModelConfig.paper().embed_relu and not ModelConfig.compact().embed_relu
+    saved = {k: v for k, v in to_dict(ModelConfig.compact()).items() if k != "embed_relu"}
+    assert from_dict(ModelConfig, saved).embed_relu
+    torch.manual_seed(0)
+    cfg = ModelConfig(64, base_channels=8, max_channels=64, embed_dim=32, res_blocks=1, embed_relu=False)
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        e = Networks.build(cfg, num_videos=1).E(x, x)
+    assert (e < 0).any() and (e > 0).any()
 
 
 def test_paper_sizes():

@@ -33,6 +33,9 @@ class ModelConfig:
     """Side at which E, D and G's encoder apply self-attention."""
     attention_up: int = 64
     """Side at which G's decoder applies self-attention."""
+    embed_relu: bool = True
+    """ReLU on ê after E's sum pooling, as in the paper. Off, ê cannot die: in CPU runs the ReLU'd ê fell to all zeros
+    (L_MCH pulls it towards W's small initial values) and FF stopped depending on the person."""
     guidance: Literal["none", "warp"] = "none"
     """`warp`: G also reads a reference frame warped onto y and the warp's mask (beyond the paper)."""
 
@@ -59,8 +62,8 @@ class ModelConfig:
 
     @staticmethod
     def compact() -> ModelConfig:
-        """Narrow model for CPU meta-learning and real-time CPU inference."""
-        return ModelConfig()
+        """Narrow model for CPU meta-learning and real-time CPU inference; ê without the ReLU that died on CPU runs."""
+        return ModelConfig(embed_relu=False)
 
     @staticmethod
     def tiny() -> ModelConfig:

@@ -16,8 +16,8 @@ class Embedder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.trunk = DownTrunk(6, cfg.resolution, cfg.channels, cfg.attention_down)
-        self.pool = SumPool(self.trunk.out_channels, cfg.embed_dim)
+        self.pool = SumPool(self.trunk.out_channels, cfg.embed_dim, cfg.embed_relu)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        """x, y: (B, 3, R, R) frame and landmark image in [-1, 1] -> ê: (B, N), non-negative."""
+        """x, y: (B, 3, R, R) frame and landmark image in [-1, 1] -> ê: (B, N), non-negative with embed_relu."""
         return self.pool(self.trunk(torch.cat([x, y], 1))[-1])

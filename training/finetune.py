@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -186,12 +187,14 @@ def personalize(
     points: np.ndarray | None = None,
     source_hashes: list[str] | None = None,
     progress: bool = False,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> Avatar:
     """T = 1..32 aligned crops of one person -> Avatar; steps = 0 is feed-forward, N > 0 fine-tunes for N steps.
 
     frames, landmark_images: (T, R, R, 3) uint8 RGB at the model's resolution. points: (T, 68, 2) landmarks in
     crop pixels; landmark images are drawn from them when not given, and warp-guided models need them.
     source_hashes default to hashes of the crops' pixels (the CLI passes the files' hashes).
+    progress draws a terminal bar; on_step(done, steps) is called after every step, for progress shown elsewhere.
     """
     settings = replace(settings or FinetuneSettings(), steps=steps)
     res = networks.cfg.resolution
@@ -229,6 +232,8 @@ def personalize(
         idx = torch.randint(len(frames), (settings.batch,), generator=gen).to(device)
         losses = tuner.step(x[idx], y[idx], g_in[idx], step)
         bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+        if on_step is not None:
+            on_step(step + 1, steps)
     bar.close()
     info["final_losses"] = losses
     generator = {k: v.detach().cpu().clone() for k, v in tuner.G.state_dict().items()}

@@ -137,9 +137,11 @@ class DownTrunk(nn.Module):
 class SumPool(nn.Module):
     """Global sum pooling then ReLU, as in the paper's E and D, projecting to N first when the widths differ."""
 
-    def __init__(self, channels: int, dim: int):
+    def __init__(self, channels: int, dim: int, relu: bool = True):
         super().__init__()
         self.proj = linear(channels, dim) if channels != dim else nn.Identity()
+        self.relu = relu
 
     def forward(self, h: Tensor) -> Tensor:
-        return F.relu(self.proj(h.sum(dim=(2, 3))))  # (B, C, H, W) -> (B, N)
+        v = self.proj(h.sum(dim=(2, 3)))  # (B, C, H, W) -> (B, N)
+        return F.relu(v) if self.relu else v

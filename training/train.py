@@ -154,6 +154,10 @@ class MetaLearner:
 
         with torch.no_grad():
             logged["l1"] = float(distributed.average((fake.float() - x).abs().mean(), self.world))
+            # Embedder health: a collapsed E (every ê the same, or all zero) makes FF person-independent.
+            e = e.float()
+            logged["e_abs"] = float(distributed.average(e.abs().mean(), self.world))
+            logged["e_spread"] = float(distributed.average(e.std(0).mean() if b > 1 else e.new_zeros(()), self.world))
         guide = [batch["guide"][:, :3].to(x)] if "guide" in batch else []
         self.last = [y.detach(), *guide, x.detach(), fake.detach().float()]
         return logged
