@@ -50,6 +50,10 @@ def test_match_loss_reaches_W_and_E_only():
     assert grads(D) == {"W"}
     assert D.W.grad[2].abs().sum() == 0  # only the rows of the batch's videos
 
+    E.zero_grad(), D.zero_grad()
+    match(D.W[video], E(frames[:, 1], lms[:, 1]), to_embedder=False).backward()
+    assert not grads(E) and grads(D) == {"W"}  # --loss.no-match-to-embedder: only W_i follows ê
+
 
 def test_discriminator_loss_leaves_E_and_G_alone():
     learner, batch = tiny_learner(perceptual=(), l1=1.0)

@@ -24,9 +24,12 @@ def feature_matching(fake_feats: list[Tensor], real_feats: list[Tensor]) -> Tens
     return torch.stack([F.l1_loss(f, r.detach()) for f, r in zip(fake_feats, real_feats, strict=True)]).mean()
 
 
-def match(w: Tensor, e: Tensor) -> Tensor:
-    """L_MCH = ‖W_i − ê_i‖₁, as a per-component mean so that its weight does not depend on N."""
-    return F.l1_loss(w, e)
+def match(w: Tensor, e: Tensor, to_embedder: bool = True) -> Tensor:
+    """L_MCH = ‖W_i − ê_i‖₁, as a per-component mean so that its weight does not depend on N.
+
+    to_embedder=False stops its gradient into ê: only W_i moves (LossConfig.match_to_embedder says why).
+    """
+    return F.l1_loss(w, e if to_embedder else e.detach())
 
 
 class ContentLoss(nn.Module):

@@ -138,8 +138,7 @@ class MetaLearner:
             terms = generator_losses(fake, x, y, D.video_vector(video).detach(), self.D, self.content,
                                      cfg.loss.feature_matching)
             if cfg.loss.match:
-                target = e.float() if cfg.loss.match_to_embedder else e.float().detach()
-                terms["mch"] = cfg.loss.match * match(D.W[video], target)
+                terms["mch"] = cfg.loss.match * match(D.W[video], e.float(), cfg.loss.match_to_embedder)
         logged = self._check(terms, step)
         self._update(sum(terms.values()), self.opt_g, self.scaler_g, self.g_params)
         D.requires_grad_(True)
