@@ -36,7 +36,9 @@ def test_run_directory_layout(tmp_path):
     assert json.loads((run_dir / "config.json").read_text())["model"]["resolution"] == 64
     assert [p.name for p in list_checkpoints(run_dir)] == ["step-0000002", "step-0000004"]
     assert (run_dir / "images" / "step-0000004.png").is_file()
-    assert [r["step"] for r in read_log(run_dir)] == [1, 2, 3, 4]
+    log = read_log(run_dir)
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert all(r["e_abs"] >= 0 and r["e_spread"] >= 0 for r in log)  # embedder health is logged every tick
     assert any((run_dir / "tensorboard").iterdir())
 
 
