@@ -1,6 +1,6 @@
 """The web app end to end in a real browser: app.py served on a free local port, headless Chromium uploading a photo
-and a clip, pressing Animate, and checking that the result video really plays; bad uploads must show an error and
-leave the server working for the next request.
+and a clip (or recording one with a fake webcam), pressing Animate, and checking that the result video really plays;
+bad uploads and a recording without a face must show an error and leave the server working for the next request.
 
 Needs chromium, chromedriver and selenium: a failure in CI (CI=true) when they are missing, a skip elsewhere.
 """
@@ -16,13 +16,19 @@ import time
 import urllib.request
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
+
+from demo.example_media import DRIVING, PORTRAIT
+from faces.video import VideoReader
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 CHROMEDRIVER = shutil.which("chromedriver")
 FRAMES = 20  # the app's frame cap for these runs (HEADS_MAX_FRAMES): the result only has to play
 TIMEOUT = 180  # seconds for one animation on a busy 2-core machine
+RECORD_SECONDS = 2.5  # length of a webcam recording; FRAMES of it are animated
 
 pytestmark = [pytest.mark.slow, pytest.mark.media]
 
@@ -97,7 +103,29 @@ def server(tmp_path_factory, browser_binaries, weights):
 
 
 @pytest.fixture(scope="module")
-def browser(browser_binaries, tmp_path_factory):
+def camera(tmp_path_factory) -> Path:
+    """Where Chromium's fake webcam reads its frames: a Y4M file that each test writes (`_feed_camera`) before it
+    opens the camera. Chromium opens the file anew each time a page starts the camera, so one browser serves any
+    number of camera feeds."""
+    return tmp_path_factory.mktemp("camera") / "feed.y4m"
+
+
+def _feed_camera(camera: Path, frames) -> None:
+    """Write RGB frames as the fake webcam's 25 fps Y4M (4:2:0, the layout Chromium's file camera reads); Chromium
+    loops it. Written beside and then renamed over the old feed, so a camera still holding the old file never sees
+    it change under it."""
+    part = camera.with_suffix(".part")
+    with part.open("wb") as out:
+        for i, rgb in enumerate(frames):
+            if i == 0:
+                out.write(f"YUV4MPEG2 W{rgb.shape[1]} H{rgb.shape[0]} F25:1 Ip A1:1 C420jpeg\n".encode())
+            yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
+            out.write(b"FRAME\n" + yuv.tobytes())
+    os.replace(part, camera)
+
+
+@pytest.fixture(scope="module")
+def browser(browser_binaries, camera, tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -106,6 +134,9 @@ def browser(browser_binaries, tmp_path_factory):
     options.binary_location = chromium
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--window-size=1400,1800",
+                 # a webcam that plays the camera file, allowed without a permission prompt
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                 f"--use-file-for-fake-video-capture={camera}",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
@@ -130,8 +161,26 @@ def _wait(condition, timeout: float, what: str, driver, log: Path):
                          f"\n\napp log:\n{log.read_text()[-3000:]}")
 
 
-def _submit(driver, url: str, log: Path, photo: Path, clip: Path, choice: str | None = None) -> None:
-    """A fresh page, both uploads finished, a radio choice clicked (by its label), then the Animate button."""
+def _record(driver, log: Path) -> None:
+    """Record the driving video with the webcam: its source button, the access button, then Record and, after
+    RECORD_SECONDS, Stop. Record and Stop are one button whose aria-label stays "start recording" (Gradio 6)."""
+    from selenium.webdriver.common.by import By
+
+    driving = driver.find_element(By.ID, "driving")
+    driving.find_element(By.CSS_SELECTOR, "button[aria-label='Capture from camera']").click()
+    _wait(lambda: driving.find_elements(By.CSS_SELECTOR, "[title='grant webcam access'] button"), 60,
+          "the webcam access button", driver, log)[0].click()
+    record = _wait(lambda: driving.find_elements(By.CSS_SELECTOR, "button[aria-label='start recording']"), 60,
+                   "the webcam's record button", driver, log)[0]
+    record.click()
+    _wait(lambda: "Stop" in record.text, 30, "the recording to start", driver, log)
+    time.sleep(RECORD_SECONDS)
+    record.click()
+
+
+def _submit(driver, url: str, log: Path, photo: Path, clip: Path | None, choice: str | None = None) -> None:
+    """A fresh page, a radio choice clicked (by its label), the photo uploaded and the clip uploaded (or, for None,
+    recorded with the webcam), both finished, then the Animate button."""
     from selenium.webdriver.common.by import By
 
     driver.get(url)
@@ -139,10 +188,20 @@ def _submit(driver, url: str, log: Path, photo: Path, clip: Path, choice: str | 
     if choice is not None:
         driver.find_element(By.XPATH, f"//label[contains(., '{choice}')]").click()
     _upload(driver, "photos", photo)
-    _upload(driver, "driving", clip)
+    if clip is None:
+        _record(driver, log)
+    else:
+        _upload(driver, "driving", clip)
     _wait(lambda: photo.stem in driver.find_element(By.ID, "photos").text, 60, "the photo upload", driver, log)
-    _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#driving video"), 60, "the clip upload", driver, log)
+    _wait(lambda: _driving_source(driver), 60, "the driving clip on the server", driver, log)
     driver.find_element(By.ID, "animate").click()
+
+
+def _driving_source(driver) -> str | None:
+    """The URL the driving video player shows: set once an upload or a recording reached the server (the live
+    webcam preview plays a stream, which has none)."""
+    return driver.execute_script("const v = document.querySelector('#driving video');"
+                                 "return v ? v.getAttribute('src') || v.currentSrc : null;")
 
 
 def _error_shown(driver, text: str) -> bool:
@@ -202,3 +261,26 @@ def test_app_animates_and_survives_bad_uploads(server, browser, media, tmp_path)
     browser.save_screenshot(str(screenshot))
     print(f"screenshot: {screenshot}")
     assert state["error"] is None and state["duration"] > 0 and state["width"] == 256, state
+
+
+def test_app_animates_a_webcam_recording(server, browser, camera, tmp_path):
+    """Issue 6: the webcam path in a real browser. Chromium's fake camera plays a file; a grey one (no face) must
+    give the no-face error, then the project's example clip, recorded as the driving video, must animate the example
+    portrait into a result that plays."""
+    url, log = server
+    _feed_camera(camera, [np.full((256, 256, 3), 128, np.uint8)] * 25)
+    _submit(browser, url, log, PORTRAIT, None)
+    _wait(lambda: _error_shown(browser, "No face was found in the driving video"), TIMEOUT, "the no-face error",
+          browser, log)
+    browser.save_screenshot(str(tmp_path / "webcam_no_face.png"))
+
+    with VideoReader(DRIVING) as reader:
+        _feed_camera(camera, reader)
+    _submit(browser, url, log, PORTRAIT, None)
+    assert _driving_source(browser).endswith(".webm")  # what Gradio records in Chromium: the pipeline reads it
+    state = _playing(browser, log)
+    screenshot = tmp_path / "webcam.png"
+    browser.save_screenshot(str(screenshot))
+    print(f"screenshot: {screenshot}")
+    assert state["error"] is None and state["duration"] > 0 and state["width"] > 0, state
+    assert "Identity" in browser.find_element("id", "notes").text
