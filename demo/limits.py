@@ -45,17 +45,17 @@ def driving_info(path: str | Path, limits: LimitsConfig) -> tuple[VideoInfo, int
             "px on the long side. Export it at a lower resolution (720p is plenty: only the face is used)."
         )
     # Always capped: a webcam recording may not state its duration at all.
-    cap, notices = max(1, math.floor(limits.max_seconds * info.fps)), []
-    if info.duration > limits.max_seconds:
-        notices.append(cut_notice(limits))
+    cap = max(1, math.floor(limits.max_seconds * info.fps))
     if limits.max_frames is not None:
         cap = min(cap, limits.max_frames)
-    return info, cap, notices
+    known = info.frames or math.floor(info.duration * info.fps)  # 0 when the file does not say
+    return info, cap, [cut_notice(cap, info.fps)] if known > cap else []
 
 
-def cut_notice(limits: LimitsConfig) -> str:
-    seconds = f"{limits.max_seconds:g} s"
-    return f"The driving video is longer than {seconds}; only its first {seconds} are animated."
+def cut_notice(cap: int, fps: float) -> str:
+    """Said when the clip has more frames than `cap`, the most a request may animate."""
+    return (f"The driving video is longer than this server animates: only its first {cap / fps:.1f} s ({cap} frames) "
+            "are used.")
 
 
 def _reason(error: Exception) -> str:

@@ -278,14 +278,19 @@ class Pipeline:
     # -------------------------------------------------------------------------------------------------- animation
 
     def _track(self, path: Path, cap: int, total: int | None, progress: ProgressCallback | None,
-               timings: _Timings) -> tuple[np.ndarray, list[int]]:
-        """Pass 1: the driver's raw landmark track (T, 68, 2) with gaps filled, and where new tracks start."""
+               timings: _Timings) -> tuple[np.ndarray, list[int], bool]:
+        """Pass 1: the driver's raw landmark track (T, 68, 2) with gaps filled, where new tracks start, and whether
+        the clip had frames beyond `cap` (decoding one more tells, for clips that do not state their length)."""
         stage = _Stage(progress, "landmarks", total)
         points: list[np.ndarray | None] = []
         starts: list[int] = []
+        truncated = False
         with self.detector() as detector, VideoReader(path) as reader:
             tracker = FaceTracker(detector)
-            for _, frame in timings.iterate("decode", reader.sample(max_frames=cap)):
+            for _, frame in timings.iterate("decode", reader.sample(max_frames=cap + 1)):
+                if len(points) == cap:
+                    truncated = True
+                    break
                 with timings("landmarks"):
                     face = tracker(frame)
                 if face is not None and tracker.new_track:
@@ -300,7 +305,7 @@ class Pipeline:
         for i, p in enumerate(points):  # hold the nearest detection through frames where the face was lost
             if p is None:
                 points[i] = points[min(found, key=lambda j: abs(j - i))]
-        return np.stack(points).astype(np.float64), sorted(set(starts) | {0})
+        return np.stack(points).astype(np.float64), sorted(set(starts) | {0}), truncated
 
     def _motion(self, track: np.ndarray, breaks: list[int], fps: float, source: np.ndarray,
                 config: AnimateConfig) -> np.ndarray:
@@ -322,9 +327,9 @@ class Pipeline:
         notices += cut
         total = min(cap, info.frames) if info.frames else None
         try:
-            track, breaks = self._track(driving, cap, total, progress, timings)
-            if len(track) == cap and not cut and not info.duration:  # a clip that did not say how long it was
-                notices.append(cut_notice(config.limits))
+            track, breaks, truncated = self._track(driving, cap, total, progress, timings)
+            if truncated and not cut:  # a clip that did not say how long it was
+                notices.append(cut_notice(cap, info.fps))
             with timings("motion"):
                 renderer = persona.renderer
                 targets = self._motion(track, breaks, info.fps, renderer.sources.points[0], config)

@@ -90,6 +90,15 @@ def test_long_clips_are_cut_with_a_notice(warp_pipeline, media, tmp_path):
     assert any("only its first 0.2 s" in n for n in result.notices)
 
 
+def test_a_frame_cap_names_what_it_cut_and_only_then(warp_pipeline, media, tmp_path):
+    """A frame cap (HEADS_MAX_FRAMES) that cuts the clip says so in frames; one the clip fits under says nothing."""
+    cut = warp_pipeline.run(_config(media, tmp_path / "a.mp4", identity_score=False, limits=LimitsConfig(max_frames=4)))
+    assert cut.frames == 4 and any("(4 frames)" in n for n in cut.notices)
+    whole = warp_pipeline.run(_config(media, tmp_path / "b.mp4", identity_score=False,
+                                      limits=LimitsConfig(max_frames=100_000)))
+    assert not any("longer than" in n for n in whole.notices)
+
+
 def test_side_by_side_and_paste_back(warp_pipeline, media, tmp_path):
     config = _config(media, tmp_path / "out.mp4", side_by_side=True, paste_back=True, output_side=300,
                      identity_score=False)
