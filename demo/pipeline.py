@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -359,7 +360,9 @@ class Pipeline:
         stage = _Stage(progress, "rendering", count)
         done = 0
         with VideoReader(driving) as reader, VideoWriter(out, fps, audio_from=driving) as writer:
-            frames = timings.iterate("decode", (f for _, f in reader.sample(max_frames=count)))
+            # Only the side-by-side view shows the driving frames: otherwise pass 2 need not decode them again.
+            frames = (timings.iterate("decode", (f for _, f in reader.sample(max_frames=count)))
+                      if config.side_by_side else repeat(None, count))
             for batch in _batches(frames, config.batch):
                 points = targets[done : done + len(batch)]
                 with timings("render"):
