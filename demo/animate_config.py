@@ -139,7 +139,7 @@ class AnimateBenchConfig:
     """Source photo; default: the first portrait photo listed there."""
     frames: int = 150
     """Frames of the clip to animate per case."""
-    renderers: tuple[str, ...] = ("warp-256", "neural-compact-128", "neural-compact-256")
+    renderers: tuple[str, ...] = ("warp-256", "neural-compact-128", "neural-compact256-256")
     """warp-R: the warp renderer at R px; neural-PRESET-R: that preset at R px (random weights, exported to ONNX,
     when no trained model is given with --weights)."""
     weights: str | None = None
