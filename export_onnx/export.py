@@ -19,11 +19,11 @@ from typing import TypeVar
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from demo.engine import FORMAT_VERSION, INPUTS, OUTPUTS, Kind, OnnxModel, SessionSettings
+from export_onnx.forms import export_form
 from export_onnx.samples import noise, realistic
 from faces.layout import PALETTE_VERSION
 from heads.errors import UserError
@@ -125,44 +125,6 @@ def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
     onnx.helper.set_model_props(model, metadata)
 
 
-def _instance_norm(
-    input: Tensor,
-    running_mean: Tensor | None = None,
-    running_var: Tensor | None = None,
-    weight: Tensor | None = None,
-    bias: Tensor | None = None,
-    use_input_stats: bool = True,
-    momentum: float = 0.1,
-    eps: float = 1e-5,
-) -> Tensor:
-    """F.instance_norm as it is exported: statistics as means over W, then over H.
-
-    onnxruntime's InstanceNormalization (and a plain ReduceMean over H×W) sums a whole plane sequentially in fp32:
-    on landmark images, mostly one value, that is ~2e-4 off per norm at 256 px and ~1e-3 at G's output. Two short
-    sums are exact to ~1e-6. Only eval-mode use (input statistics, no running averages) exists in E and G.
-    """
-    mean = input.mean(3, keepdim=True).mean(2, keepdim=True)
-    centered = input - mean
-    var = centered.square().mean(3, keepdim=True).mean(2, keepdim=True)
-    out = centered * torch.rsqrt(var + eps)
-    if weight is not None:
-        out = out * weight.view(1, -1, 1, 1)
-    if bias is not None:
-        out = out + bias.view(1, -1, 1, 1)
-    return out
-
-
-@contextlib.contextmanager
-def _precise_instance_norm():
-    """Trace E and G with `_instance_norm` in place of F.instance_norm (AdaIN and nn.InstanceNorm2d both call it)."""
-    original = F.instance_norm
-    F.instance_norm = _instance_norm
-    try:
-        yield
-    finally:
-        F.instance_norm = original
-
-
 @contextlib.contextmanager
 def _quiet_exporter():
     """The exporter's progress lines and notes about optional torchvision ops say nothing about this export."""
@@ -186,9 +148,9 @@ def _export(
     args = tuple(torch.from_numpy(sample[name]) for name in names)
     batch = torch.export.Dim("batch", min=1, max=4096)
     shapes = ({0: batch},) * len(names)
-    with _quiet_exporter(), _precise_instance_norm(), torch.no_grad():
+    with _quiet_exporter(), torch.no_grad():
         program = torch.onnx.export(
-            wrap(bake(net)), args, dynamo=True, opset_version=OPSET, input_names=list(names),
+            wrap(export_form(bake(net))), args, dynamo=True, opset_version=OPSET, input_names=list(names),
             output_names=[OUTPUTS[kind]], dynamic_shapes=shapes if kind == "embedder" else (shapes,),
             external_data=False, verbose=False,
         )
