@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import cv2
 import numpy as np
@@ -114,18 +113,13 @@ def test_nan_landmarks_are_refused_with_a_message():
         PiecewiseAffineWarp(_texture(), bad)
 
 
-def test_warp_is_fast_and_deterministic():
+def test_warp_is_deterministic():
+    """Speed is measured by `heads bench warp`, not asserted here."""
     image = _texture(256)
     warp = PiecewiseAffineWarp(image, synthetic_face(256))
     target = synthetic_face(256, mouth=0.7, angle=0.05)
-    first = warp(target)
-    times = []
-    for _ in range(15):
-        start = time.perf_counter()
-        again = warp(target)
-        times.append(time.perf_counter() - start)
+    first, again = warp(target), warp(target)
     assert np.array_equal(first.image, again.image) and np.array_equal(first.mask, again.mask)
-    assert np.median(times) < 0.025  # measured ~1.6 ms; the bound only catches a per-pixel Python loop
 
 
 def test_nearest_source_ignores_framing():
