@@ -37,7 +37,8 @@ def _conv1_ranges(net: nn.Module, y: Tensor) -> list[Tensor]:
     """Per-channel half-ranges of each residual block's first conv output, the input of its second norm."""
     blocks = [m for m in net.modules() if isinstance(m, ResBlock) and isinstance(m.norm2, ExportNorm)]
     seen = [_Ranges() for _ in blocks]
-    hooks = [b.conv1.register_forward_hook(lambda m, a, out, r=r: r.add(out)) for b, r in zip(blocks, seen, strict=True)]
+    pairs = zip(blocks, seen, strict=True)
+    hooks = [b.conv1.register_forward_hook(lambda m, a, out, r=r: r.add(out)) for b, r in pairs]
     with torch.no_grad():
         net(y)
     for hook in hooks:
