@@ -4,6 +4,12 @@ fp16 is for GPUs (inputs and outputs stay fp32, with casts inside, so the engine
 is static QDQ quantization for CPUs with VNNI: activations uint8 and weights int8 per channel (onnxruntime's fast
 u8s8 path), only the convolutions quantized, activation ranges set at the 99.99th percentile of landmark images of
 synthetic faces: the extreme values that min/max calibration keeps would coarsen the steps of every other value.
+
+The residual blocks' 1×1 shortcuts stay fp32. They read and write the residual stream, whose per-tensor range is
+set by a few wide channels, so uint8 steps there are coarse for all the others, and every later block inherits the
+error. On a paper generator at 256 px after 50 training steps, quantizing only the shortcuts gave SSIM 0.957 against
+fp32, and keeping them fp32 took the whole int8 graph from 0.954 to 0.992; on one thread it then ran 2.2× faster
+than fp32 instead of 2.4×.
 """
 
 from __future__ import annotations
@@ -48,8 +54,21 @@ class _Calibration(CalibrationDataReader):
         return next(self._items, None)
 
 
+SCOPES = "pkg.torch.onnx.name_scopes"  # the module path of each node, written by torch's ONNX exporter
+
+
+def _quantized_convs(model: onnx.ModelProto) -> list[str]:
+    """Names of the Conv nodes to quantize: all but the residual shortcuts (modules named `skip`)."""
+    convs = [node for node in model.graph.node if node.op_type == "Conv"]
+    scopes = {node.name: next((p.value for p in node.metadata_props if p.key == SCOPES), None) for node in convs}
+    if None in scopes.values():
+        raise ValueError("int8 quantization needs a graph written by heads export (its nodes name their modules)")
+    return [name for name, scope in scopes.items() if ".skip" not in scope]
+
+
 def to_int8(src: Path, dst: Path, feeds: dict[str, np.ndarray]) -> Path:
-    """Static int8 quantization of `src`'s convolutions, calibrated on `feeds` (the graph's named inputs).
+    """Static int8 quantization of `src`'s convolutions but the shortcuts, calibrated on `feeds` (the graph's
+    named inputs).
 
     The percentile calibrator keeps every activation of every calibration image in memory until it builds its
     histograms: about 0.3 GB per image for the paper model at 256 px.
@@ -60,7 +79,8 @@ def to_int8(src: Path, dst: Path, feeds: dict[str, np.ndarray]) -> Path:
         quant_pre_process(src, prepared, skip_symbolic_shape=True)
         quantize_static(
             prepared, dst, _Calibration(feeds), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
-            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            nodes_to_quantize=_quantized_convs(onnx.load(src, load_external_data=False)), per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.Percentile,
             extra_options={"CalibPercentile": 99.99, "CalibTensorRangeSymmetric": False},  # ReLU outputs are >= 0
         )

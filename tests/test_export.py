@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -26,6 +27,7 @@ from heads.errors import UserError
 from training.avatar import FORMAT, Avatar, model_id
 from training.config import ModelConfig
 from training.data import to_uint8
+from training.layers import ResBlock
 from training.models import Networks
 
 CPU = SessionSettings(device="cpu", threads=1)
@@ -148,6 +150,14 @@ def test_int8_and_fp16_stay_close_to_fp32(exported, nets, tmp_path):
         model = OnnxModel(make(), ("personalized",), CPU)
         assert model.metadata["precision"] == variant and model.metadata["model_id"] == "tiny-test"
         assert fidelity(reference, model, check)["ssim_min"] >= bound, variant
+    # int8 leaves exactly the residual shortcuts in fp32: their convs read no DequantizeLinear output
+    graph = onnx.load(tmp_path / "p.int8.onnx").graph
+    dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    fp32_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[0] not in dequantized]
+    scopes = [next(p.value for p in n.metadata_props if p.key == "pkg.torch.onnx.name_scopes") for n in fp32_convs]
+    shortcuts = [m for m in nets.G.modules() if isinstance(m, ResBlock) and m.skip is not None]
+    assert len(fp32_convs) == len(shortcuts) > 0 and all(".skip" in s for s in scopes)
+    assert any(n.op_type == "Conv" and n.input[0] in dequantized for n in graph.node)
 
 
 @pytest.fixture
