@@ -93,13 +93,11 @@ def _renderers(
         out["torch"] = lambda y: torch_render(y, False)
     if "torch-bf16" in engines:
         out["torch-bf16"] = lambda y: torch_render(y, True)
-    names = [n for n in ("landmarks", "guide") if n != "guide" or nets.cfg.guidance == "warp"]
-    calibration = _inputs(nets.cfg, 8, seed=100)
-    feeds = dict(zip(names, np.split(calibration, [3], 1)[: len(names)], strict=True))
     fp32 = folder / "personalized.onnx"
     meta = {"model_id": "random", "T": 1, "steps": 0, "provenance": "heads bench infer"}
-    parity = export_personalized(nets.G, psi, fp32, meta, tolerance=1e-3, calibration=feeds)
+    parity = export_personalized(nets.G, psi, fp32, meta, tolerance=1e-3)
     settings = SessionSettings(device="cpu", threads=threads)
+    names = [n for n in ("landmarks", "guide") if n != "guide" or nets.cfg.guidance == "warp"]
 
     def onnx_render(model: OnnxModel):
         return lambda y: model(**dict(zip(names, np.split(y, [3], 1)[: len(names)], strict=True)))
@@ -107,6 +105,8 @@ def _renderers(
     if "ort-fp32" in engines:
         out["ort-fp32"] = onnx_render(OnnxModel(fp32, ("personalized",), settings))
     if "ort-int8" in engines:
+        calibration = _inputs(nets.cfg, 8, seed=100)
+        feeds = dict(zip(names, np.split(calibration, [3], 1)[: len(names)], strict=True))
         int8 = to_int8(fp32, folder / "personalized.int8.onnx", feeds)
         out["ort-int8"] = onnx_render(OnnxModel(int8, ("personalized",), settings))
     return out, parity

@@ -23,7 +23,6 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from demo.engine import FORMAT_VERSION, INPUTS, OUTPUTS, Kind, OnnxModel, SessionSettings
-from export_onnx.equalize import equalize
 from export_onnx.forms import export_form
 from export_onnx.samples import noise, realistic
 from faces.layout import PALETTE_VERSION
@@ -34,7 +33,6 @@ from training.generator import Generator
 
 OPSET = 18  # runs on onnxruntime >= 1.14 and TensorRT >= 8.6
 Net = TypeVar("Net", Embedder, Generator)
-Feeds = dict[str, np.ndarray]  # a graph's inputs by name
 TRACE_BATCH = 2  # tracing at batch 1 could let the exporter treat the batch axis as the constant 1
 # Metadata the caller supplies (the rest is derived from the network): what it came from and how it was made.
 CALLER_KEYS: dict[Kind, tuple[str, ...]] = {
@@ -142,8 +140,7 @@ def _quiet_exporter():
 
 
 def _export(
-    kind: Kind, net: Net, wrap: Callable[[Net], nn.Module], path: Path, metadata: dict, tolerance: float,
-    calibration: Feeds | None = None,
+    kind: Kind, net: Net, wrap: Callable[[Net], nn.Module], path: Path, metadata: dict, tolerance: float
 ) -> float:
     cfg = net.cfg
     names = graph_inputs(kind, cfg)
@@ -151,13 +148,9 @@ def _export(
     args = tuple(torch.from_numpy(sample[name]) for name in names)
     batch = torch.export.Dim("batch", min=1, max=4096)
     shapes = ({0: batch},) * len(names)
-    traced = wrap(export_form(bake(net)))
-    if calibration is not None:
-        count = len(calibration[names[0]])
-        equalize(traced, [tuple(torch.from_numpy(calibration[n][i : i + 1]) for n in names) for i in range(count)])
     with _quiet_exporter(), torch.no_grad():
         program = torch.onnx.export(
-            traced, args, dynamo=True, opset_version=OPSET, input_names=list(names),
+            wrap(export_form(bake(net))), args, dynamo=True, opset_version=OPSET, input_names=list(names),
             output_names=[OUTPUTS[kind]], dynamic_shapes=shapes if kind == "embedder" else (shapes,),
             external_data=False, verbose=False,
         )
@@ -192,25 +185,18 @@ def export_embedder(E: Embedder, path: str | Path, metadata: dict, tolerance: fl
     return _export("embedder", E, _Embedder, Path(path), graph_metadata("embedder", E.cfg, 0, metadata), tolerance)
 
 
-def export_generator(
-    G: Generator, path: str | Path, metadata: dict, tolerance: float = 1e-4, calibration: Feeds | None = None
-) -> float:
-    """G(landmarks[, guide], ê) -> frames with P inside: any person from an embedding; returns the parity.
-
-    With `calibration` (the graph's inputs, a few real-looking frames) the graph is equalized for int8 first
-    (`export_onnx.equalize`): the same function, channel ranges evened out for quantizing it later."""
+def export_generator(G: Generator, path: str | Path, metadata: dict, tolerance: float = 1e-4) -> float:
+    """G(landmarks[, guide], ê) -> frames with P inside: any person from an embedding; returns the parity."""
     meta = graph_metadata("generator", G.cfg, G.psi_size, metadata)
-    return _export("generator", G, _Generator, Path(path), meta, tolerance, calibration)
+    return _export("generator", G, _Generator, Path(path), meta, tolerance)
 
 
 def export_personalized(
-    G: Generator, psi: Tensor, path: str | Path, metadata: dict, tolerance: float = 1e-4,
-    calibration: Feeds | None = None,
+    G: Generator, psi: Tensor, path: str | Path, metadata: dict, tolerance: float = 1e-4
 ) -> float:
     """G′(landmarks[, guide]) -> frames with ψ′ (1, psi_size) baked in; `metadata` holds CALLER_KEYS
-    ["personalized"] (model_id, T, steps, provenance). Returns the parity (max abs difference). `calibration`
-    as for `export_generator`."""
+    ["personalized"] (model_id, T, steps, provenance). Returns the parity (max abs difference)."""
     if psi.shape != (1, G.psi_size):
         raise UserError(f"ψ has shape {tuple(psi.shape)}; this generator needs (1, {G.psi_size})")
     meta = graph_metadata("personalized", G.cfg, G.psi_size, metadata)
-    return _export("personalized", G, lambda g: _Personalized(g, psi), Path(path), meta, tolerance, calibration)
+    return _export("personalized", G, lambda g: _Personalized(g, psi), Path(path), meta, tolerance)

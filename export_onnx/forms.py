@@ -32,9 +32,8 @@ from training.layers import AdaIN, ResBlock, SelfAttention
 EPS = 1e-5  # F.instance_norm's default, which AdaIN and nn.InstanceNorm2d use
 
 
-def instance_norm(x: Tensor, scale: Tensor | None, shift: Tensor | None, eps: Tensor | float = EPS) -> Tensor:
-    """(x − μ)/σ · scale + shift, statistics per sample and channel, scale and shift (C,) or (B, C), σ² + eps
-    with eps a number or a (1, C, 1, 1) tensor (see `ExportNorm.eps`).
+def instance_norm(x: Tensor, scale: Tensor | None, shift: Tensor | None) -> Tensor:
+    """(x − μ)/σ · scale + shift, statistics per sample and channel, scale and shift (C,) or (B, C).
 
     Means are taken over W, then over H: onnxruntime's InstanceNormalization (and a plain ReduceMean over H×W) sums
     a whole plane sequentially in fp32, which on landmark images (planes of mostly one value) is ~2e-4 off per norm
@@ -42,7 +41,7 @@ def instance_norm(x: Tensor, scale: Tensor | None, shift: Tensor | None, eps: Te
     """
     mean = x.mean(3, keepdim=True).mean(2, keepdim=True)
     centered = x - mean
-    factor = torch.rsqrt((centered * centered).mean(3, keepdim=True).mean(2, keepdim=True) + eps)  # Mul, not Pow
+    factor = torch.rsqrt((centered * centered).mean(3, keepdim=True).mean(2, keepdim=True) + EPS)  # Mul, not Pow
     if scale is not None:
         factor = factor * scale.reshape(-1 if scale.dim() == 2 else 1, scale.shape[-1], 1, 1)
     out = centered * factor
@@ -50,11 +49,7 @@ def instance_norm(x: Tensor, scale: Tensor | None, shift: Tensor | None, eps: Te
 
 
 class ExportNorm(nn.Module):
-    """AdaIN (scale 1 + γ and shift β from ψ at run time) or affine instance norm (constant scale and shift).
-
-    `gain` multiplies the output per channel and `eps` is per channel: both stay 1 and EPS unless
-    `export_onnx.equalize` rescales the convolutions around the norm (see there).
-    """
+    """AdaIN (scale 1 + γ and shift β from ψ at run time) or affine instance norm (constant scale and shift)."""
 
     def __init__(self, source: AdaIN | nn.InstanceNorm2d):
         super().__init__()
@@ -62,17 +57,14 @@ class ExportNorm(nn.Module):
         self.channels = source.channels if self.adaptive else source.num_features
         self.psi_size = 2 * self.channels if self.adaptive else 0
         affine = not self.adaptive and source.affine
-        ones = torch.ones(self.channels)
-        self.weight = source.weight.detach().clone() if affine else ones
-        self.bias = source.bias.detach().clone() if affine else torch.zeros(self.channels)
-        self.register_buffer("gain", ones.clone())
-        self.register_buffer("eps", torch.full((1, self.channels, 1, 1), EPS))
+        self.weight = source.weight.detach().clone() if affine else None
+        self.bias = source.bias.detach().clone() if affine else None
 
     def forward(self, x: Tensor, psi: Tensor | None = None) -> Tensor:
         if not self.adaptive:
-            return instance_norm(x, self.weight * self.gain, self.bias * self.gain, self.eps)
+            return instance_norm(x, self.weight, self.bias)
         gamma, beta = psi.view(-1, 2, self.channels).unbind(1)  # psi: (B, 2C)
-        return instance_norm(x, (1 + gamma) * self.gain, beta * self.gain, self.eps)
+        return instance_norm(x, 1 + gamma, beta)
 
 
 def pooled_kernel(conv: nn.Conv2d) -> nn.Conv2d:

@@ -46,10 +46,9 @@ def _samples(nets: Networks, kind: str, count: int, seed: int) -> dict[str, np.n
     return {name: sample[name] for name in graph_inputs(kind, nets.cfg)}
 
 
-def _variants(
-    cfg: ExportConfig, nets: Networks, kind: str, fp32: Path, calibration: dict[str, np.ndarray]
-) -> dict[str, dict]:
+def _variants(cfg: ExportConfig, nets: Networks, kind: str, fp32: Path) -> dict[str, dict]:
     """int8 and fp16 siblings of an fp32 generator graph, each with its SSIM against fp32 and its CPU speed."""
+    calibration = _samples(nets, kind, cfg.calibration, seed=100)
     check = _samples(nets, kind, FIDELITY_IMAGES, seed=200)
     one = {name: v[:1] for name, v in check.items()}
     settings = SessionSettings(device="cpu")
@@ -84,9 +83,8 @@ def export(cfg: ExportConfig) -> dict:
         meta = {"model_id": mid, "provenance": provenance}
         parity = export_embedder(nets.E, out / "embedder.onnx", meta, cfg.tolerance)
         graphs["embedder"] = {"fp32": {"file": "embedder.onnx", "parity_max_abs": parity}}
-        calibration = _samples(nets, "generator", cfg.calibration, seed=100)
-        parity = export_generator(nets.G, out / "generator.onnx", meta, cfg.tolerance, calibration)
-        graphs["generator"] = _variants(cfg, nets, "generator", out / "generator.onnx", calibration)
+        parity = export_generator(nets.G, out / "generator.onnx", meta, cfg.tolerance)
+        graphs["generator"] = _variants(cfg, nets, "generator", out / "generator.onnx")
         graphs["generator"]["fp32"]["parity_max_abs"] = parity
     if avatar is not None:
         info = avatar.info
@@ -94,10 +92,8 @@ def export(cfg: ExportConfig) -> dict:
             "model_id": mid, "T": info["T"], "steps": info["steps"],
             "provenance": f"{provenance}; avatar {cfg.avatar.resolve()} (T={info['T']}, {info['steps']} steps)",
         }
-        calibration = _samples(nets, "personalized", cfg.calibration, seed=100)
-        path = out / "personalized.onnx"
-        parity = export_personalized(tuned, avatar.psi, path, meta, cfg.tolerance, calibration)
-        graphs["personalized"] = _variants(cfg, nets, "personalized", path, calibration)
+        parity = export_personalized(tuned, avatar.psi, out / "personalized.onnx", meta, cfg.tolerance)
+        graphs["personalized"] = _variants(cfg, nets, "personalized", out / "personalized.onnx")
         graphs["personalized"]["fp32"]["parity_max_abs"] = parity
     manifest = {
         "format": FORMAT_VERSION,
