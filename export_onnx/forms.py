@@ -14,8 +14,8 @@ used as parity references are never touched. Each form is exact in real arithmet
   phases (row and column parity), a 2×2 convolution of the map itself; four of them and one interleave replace
   the up-sampling and the 3×3 convolution, 0.44× the multiply-adds. The 1×1 shortcut runs before the up-sampling.
 - **Self-attention** in blocks of queries, so that each block's logits stay in cache through the softmax: at 64×64
-  the logits of one frame are 16 MB, and on the compact models attention was ~17% of onnxruntime's time on one
-  thread, half of it after the change.
+  the logits of one frame are 16 MB; on `compact256` attention was ~17% of onnxruntime's time on one thread, and
+  blocks halve its MatMuls' time (the frame: 4% faster).
 
 Convolutions were ~78% of onnxruntime's time on the paper generator at 256 px, and the decomposed norms with the
 layout reorders around them most of the rest.
