@@ -26,7 +26,10 @@ class ExportConfig:
     variants: tuple[Variant, ...] = ("int8", "fp16")
     """Extra precisions of each generator: int8 (CPU, calibrated on landmark images) and fp16 (GPU)."""
     calibration: int = 16
-    """Landmark images of synthetic faces that calibrate int8 (8 others measure each variant's SSIM)."""
+    """Landmark images that calibrate int8 (8 others measure each variant's SSIM)."""
+    calibration_data: Path | None = None
+    """A folder made by `heads prepare`: take those images from its real clips (target frames spread over the
+    clips) instead of synthetic faces."""
     tolerance: float = 1e-4
     """Largest |ONNX - PyTorch| allowed in fp32; the export fails above it."""
 

@@ -37,9 +37,12 @@ def _load(cfg: ExportConfig) -> tuple[Networks, Avatar | None]:
     return nets, avatar
 
 
-def _samples(nets: Networks, kind: str, count: int, seed: int) -> dict[str, np.ndarray]:
-    """Synthetic faces as the graph's inputs; a generic generator gets each face's own ê from E."""
-    sample = realistic(nets.cfg, count, seed)
+def _samples(nets: Networks, kind: str, count: int, seed: int, prepared: Path | None) -> dict[str, np.ndarray]:
+    """Synthetic or prepared faces as the graph's inputs; a generic generator gets each face's own ê from E."""
+    try:
+        sample = realistic(nets.cfg, count, seed, prepared)
+    except (OSError, ValueError) as error:
+        raise UserError(f"--calibration-data {prepared}: {error}") from None
     if kind == "generator":
         with torch.no_grad():
             sample["embedding"] = nets.E.eval()(*(torch.from_numpy(sample[k]) for k in ("frames", "landmarks"))).numpy()
@@ -48,8 +51,8 @@ def _samples(nets: Networks, kind: str, count: int, seed: int) -> dict[str, np.n
 
 def _variants(cfg: ExportConfig, nets: Networks, kind: str, fp32: Path) -> dict[str, dict]:
     """int8 and fp16 siblings of an fp32 generator graph, each with its SSIM against fp32 and its CPU speed."""
-    calibration = _samples(nets, kind, cfg.calibration, seed=100)
-    check = _samples(nets, kind, FIDELITY_IMAGES, seed=200)
+    calibration = _samples(nets, kind, cfg.calibration, 100, cfg.calibration_data)
+    check = _samples(nets, kind, FIDELITY_IMAGES, 200, cfg.calibration_data)
     one = {name: v[:1] for name, v in check.items()}
     settings = SessionSettings(device="cpu")
     reference = OnnxModel(fp32, (kind,), settings)
@@ -70,6 +73,9 @@ def export(cfg: ExportConfig) -> dict:
     """Write the graphs and config.json into `cfg.out`; returns what config.json holds."""
     if not cfg.generic and cfg.avatar is None:
         raise UserError("nothing to export: pass --avatar DIR, or leave --generic on")
+    if cfg.calibration_data is not None and not (cfg.calibration_data / "manifest.jsonl").is_file():
+        raise UserError(f"--calibration-data {cfg.calibration_data}: not a folder made by `heads prepare` "
+                        "(no manifest.jsonl)")
     nets, avatar = _load(cfg)
     mid = model_id(nets)
     try:

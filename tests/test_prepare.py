@@ -12,12 +12,18 @@ import numpy as np
 import pytest
 import torch
 
+from export_onnx.config import ExportConfig
+from export_onnx.release import export
+from export_onnx.samples import realistic
 from faces.bench_prepare import bench_prepare
 from faces.config import CropConfig, PrepareBenchConfig, PrepareConfig
 from faces.layout import flip_points, interocular
 from faces.prepare import prepare
 from faces.video import VideoWriter, read_frames
 from heads.cli import main
+from heads.errors import UserError
+from training.config import ModelConfig
+from training.models import Networks
 from training.prepared import Augment, PreparedEpisodes
 
 CLIPS = {
@@ -213,3 +219,20 @@ def test_bench_prepare_writes_json(media, tmp_path):
     assert json.loads(out.read_text()) == report
     assert [r["detect_every"] for r in report["results"]] == [1, 10]
     assert all(r["frames_per_second"] > 0 for r in report["results"])
+
+
+@pytest.mark.media
+def test_int8_calibrates_on_prepared_clips(prepared, tmp_path):
+    """`heads export --calibration-data`: int8 calibrated and scored on landmark images of the real clips."""
+    dst, _ = prepared
+    cfg = replace(ModelConfig.tiny(), guidance="warp")
+    sample = realistic(cfg, 3, seed=1, prepared=dst)
+    assert sample["landmarks"].shape == (3, 3, 64, 64) and sample["guide"].shape == (3, 4, 64, 64)
+    assert len({float(frame.mean()) for frame in sample["frames"]}) == 3  # three different clips
+    torch.manual_seed(0)
+    model = Networks.build(cfg, with_discriminator=False).save_pretrained(tmp_path / "model")
+    manifest = export(ExportConfig(model=model, out=tmp_path / "out", variants=("int8",), calibration=3,
+                                   calibration_data=dst))
+    assert 0.5 < manifest["graphs"]["generator"]["int8"]["ssim_min"] <= 1
+    with pytest.raises(UserError, match="calibration-data"):
+        export(ExportConfig(model=model, out=tmp_path / "out2", variants=("int8",), calibration_data=tmp_path))
