@@ -109,6 +109,10 @@ def export(cfg: ExportConfig) -> dict:
         "avatar": avatar.info if avatar is not None else None,
         "provenance": provenance,
         "machine": platform.processor() or platform.machine(),
+        "calibration": {  # what int8 was calibrated and scored on
+            "images": cfg.calibration,
+            "source": str(cfg.calibration_data.resolve()) if cfg.calibration_data else "synthetic faces",
+        },
         "graphs": graphs,
     }
     (out / "config.json").write_text(json.dumps(manifest, indent=2) + "\n")
