@@ -2,8 +2,9 @@
 
 fp16 is for GPUs (inputs and outputs stay fp32, with casts inside, so the engine feeds every variant alike). int8
 is static QDQ quantization for CPUs with VNNI: activations uint8 and weights int8 per channel (onnxruntime's fast
-u8s8 path), only the convolutions quantized, activation ranges set at the 99.99th percentile of landmark images of
-synthetic faces: the extreme values that min/max calibration keeps would coarsen the steps of every other value.
+u8s8 path), only the convolutions quantized, activation ranges set at the 99.99th percentile of the calibration
+images (landmark images of synthetic faces, or of real clips with `heads export --calibration-data`): the extreme
+values that min/max calibration keeps would coarsen the steps of every other value.
 
 The residual blocks' 1×1 shortcuts stay fp32. They read and write the residual stream, whose per-tensor range is
 set by a few wide channels, so uint8 steps there are coarse for all the others, and every later block inherits the

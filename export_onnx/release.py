@@ -42,6 +42,8 @@ def _samples(nets: Networks, kind: str, count: int, seed: int, prepared: Path | 
     try:
         sample = realistic(nets.cfg, count, seed, prepared)
     except (OSError, ValueError) as error:
+        if prepared is None:
+            raise
         raise UserError(f"--calibration-data {prepared}: {error}") from None
     if kind == "generator":
         with torch.no_grad():
