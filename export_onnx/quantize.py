@@ -74,19 +74,20 @@ def to_int8(src: Path, dst: Path, feeds: dict[str, np.ndarray]) -> Path:
     The percentile calibrator keeps every activation of every calibration image in memory until it builds its
     histograms: about 0.3 GB per image for the paper model at 256 px.
     """
+    source = onnx.load(src, load_external_data=False)  # names the convs to quantize, and carries the metadata
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):  # calibration progress
         prepared = Path(tmp) / "prepared.onnx"
         # onnx shape inference plus constant folding; the symbolic pass cannot follow the dynamic batch and is skipped
         quant_pre_process(src, prepared, skip_symbolic_shape=True)
         quantize_static(
             prepared, dst, _Calibration(feeds), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
-            nodes_to_quantize=_quantized_convs(onnx.load(src, load_external_data=False)), per_channel=True,
+            nodes_to_quantize=_quantized_convs(source), per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.Percentile,
             extra_options={"CalibPercentile": 99.99, "CalibTensorRangeSymmetric": False},  # ReLU outputs are >= 0
         )
     quantized = onnx.load(dst)
-    _relabel(quantized, onnx.load(src, load_external_data=False), "int8")
+    _relabel(quantized, source, "int8")
     onnx.save(quantized, dst)
     return dst
 

@@ -51,10 +51,11 @@ def _samples(nets: Networks, kind: str, count: int, seed: int, prepared: Path | 
     return {name: sample[name] for name in graph_inputs(kind, nets.cfg)}
 
 
-def _variants(cfg: ExportConfig, nets: Networks, kind: str, fp32: Path) -> dict[str, dict]:
-    """int8 and fp16 siblings of an fp32 generator graph, each with its SSIM against fp32 and its CPU speed."""
-    calibration = _samples(nets, kind, cfg.calibration, 100, cfg.calibration_data)
-    check = _samples(nets, kind, FIDELITY_IMAGES, 200, cfg.calibration_data)
+def _variants(
+    cfg: ExportConfig, kind: str, fp32: Path, calibration: dict[str, np.ndarray], check: dict[str, np.ndarray]
+) -> dict[str, dict]:
+    """int8 and fp16 siblings of an fp32 generator graph, each with its SSIM against fp32 (on `check`) and its CPU
+    speed; int8 is calibrated on `calibration`."""
     one = {name: v[:1] for name, v in check.items()}
     settings = SessionSettings(device="cpu")
     reference = OnnxModel(fp32, (kind,), settings)
@@ -75,15 +76,20 @@ def export(cfg: ExportConfig) -> dict:
     """Write the graphs and config.json into `cfg.out`; returns what config.json holds."""
     if not cfg.generic and cfg.avatar is None:
         raise UserError("nothing to export: pass --avatar DIR, or leave --generic on")
-    if cfg.calibration_data is not None and not (cfg.calibration_data / "manifest.jsonl").is_file():
-        raise UserError(f"--calibration-data {cfg.calibration_data}: not a folder made by `heads prepare` "
-                        "(no manifest.jsonl)")
     nets, avatar = _load(cfg)
     mid = model_id(nets)
     try:
         tuned = avatar.generator_for(nets) if avatar is not None else None  # before any export: fail fast
     except ValueError as error:
         raise UserError(f"{cfg.avatar}: {error}") from None
+    kinds = [kind for kind, wanted in (("generator", cfg.generic), ("personalized", avatar is not None)) if wanted]
+    # calibration and check images per generator graph, drawn before any graph is written: a bad
+    # --calibration-data folder fails here
+    inputs = {
+        kind: tuple(_samples(nets, kind, count, seed, cfg.calibration_data)
+                    for count, seed in ((cfg.calibration, 100), (FIDELITY_IMAGES, 200)))
+        for kind in kinds
+    }
     provenance = f"heads export of {cfg.model.resolve()} (model {mid}), torch {torch.__version__}, opset {OPSET}"
     out = cfg.out
     graphs: dict[str, dict] = {}
@@ -92,7 +98,7 @@ def export(cfg: ExportConfig) -> dict:
         parity = export_embedder(nets.E, out / "embedder.onnx", meta, cfg.tolerance)
         graphs["embedder"] = {"fp32": {"file": "embedder.onnx", "parity_max_abs": parity}}
         parity = export_generator(nets.G, out / "generator.onnx", meta, cfg.tolerance)
-        graphs["generator"] = _variants(cfg, nets, "generator", out / "generator.onnx")
+        graphs["generator"] = _variants(cfg, "generator", out / "generator.onnx", *inputs["generator"])
         graphs["generator"]["fp32"]["parity_max_abs"] = parity
     if avatar is not None:
         info = avatar.info
@@ -101,7 +107,7 @@ def export(cfg: ExportConfig) -> dict:
             "provenance": f"{provenance}; avatar {cfg.avatar.resolve()} (T={info['T']}, {info['steps']} steps)",
         }
         parity = export_personalized(tuned, avatar.psi, out / "personalized.onnx", meta, cfg.tolerance)
-        graphs["personalized"] = _variants(cfg, nets, "personalized", out / "personalized.onnx")
+        graphs["personalized"] = _variants(cfg, "personalized", out / "personalized.onnx", *inputs["personalized"])
         graphs["personalized"]["fp32"]["parity_max_abs"] = parity
     manifest = {
         "format": FORMAT_VERSION,

@@ -19,7 +19,7 @@ from export_onnx.export import (
     export_personalized,
     graph_metadata,
 )
-from export_onnx.quantize import fidelity, to_fp16, to_int8
+from export_onnx.quantize import SCOPES, fidelity, to_fp16, to_int8
 from export_onnx.release import export
 from export_onnx.samples import realistic
 from faces.layout import PALETTE_VERSION
@@ -154,7 +154,7 @@ def test_int8_and_fp16_stay_close_to_fp32(exported, nets, tmp_path):
     graph = onnx.load(tmp_path / "p.int8.onnx").graph
     dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
     fp32_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[0] not in dequantized]
-    scopes = [next(p.value for p in n.metadata_props if p.key == "pkg.torch.onnx.name_scopes") for n in fp32_convs]
+    scopes = [next(p.value for p in n.metadata_props if p.key == SCOPES) for n in fp32_convs]
     shortcuts = [m for m in nets.G.modules() if isinstance(m, ResBlock) and m.skip is not None]
     assert len(fp32_convs) == len(shortcuts) > 0 and all(".skip" in s for s in scopes)
     assert any(n.op_type == "Conv" and n.input[0] in dequantized for n in graph.node)
