@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -127,6 +128,16 @@ def test_parity_failure_is_a_user_error(exported, psi):
     other = _Personalized(rebuild(_nets(seed=1).G), psi)
     with pytest.raises(UserError, match="does not match PyTorch"):
         check_parity(other, exported["folder"] / "personalized.onnx", "personalized", ModelConfig.tiny(), 1e-4)
+
+
+def test_subpixel_generator_exports_within_parity(tmp_path):
+    """The strided stem and the sub-pixel output (DepthToSpace) of `subpixel` G keep fp32 parity in onnxruntime."""
+    torch.manual_seed(0)
+    nets = Networks.build(replace(ModelConfig.tiny(), subpixel=True, guidance="warp"), with_discriminator=False)
+    psi = nets.G.eval().psi(torch.randn(1, nets.cfg.embed_dim)).detach()
+    parity = export_personalized(nets.G, psi, tmp_path / "p.onnx", {"model_id": "sub", "T": 1, "steps": 0,
+                                                                     "provenance": "tests"})
+    assert parity <= 1e-4
 
 
 def test_metadata_needs_exactly_the_caller_keys():

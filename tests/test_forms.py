@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -42,9 +44,10 @@ def test_norms_equal_adain_and_instance_norm():
         torch.testing.assert_close(ExportNorm(norm)(x), norm(x), rtol=0, atol=1e-5)
 
 
-def test_export_form_renders_what_the_networks_render():
+@pytest.mark.parametrize("subpixel", [False, True])
+def test_export_form_renders_what_the_networks_render(subpixel):
     torch.manual_seed(0)
-    nets = Networks.build(ModelConfig.tiny(), with_discriminator=False)
+    nets = Networks.build(replace(ModelConfig.tiny(), subpixel=subpixel), with_discriminator=False)
     G, E = nets.G.eval(), nets.E.eval()
     y, x, e = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1, torch.randn(2, G.cfg.embed_dim)
     with torch.no_grad():

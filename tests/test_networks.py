@@ -42,6 +42,27 @@ def test_embedding_without_relu_can_be_negative_and_old_configs_keep_it():
     assert (e < 0).any() and (e > 0).any()
 
 
+@pytest.mark.parametrize("guidance", ["none", "warp"])
+def test_subpixel_generator_has_no_layer_at_full_resolution(guidance):
+    """`subpixel`: a strided conv in, a sub-pixel conv out; a warp-guided one starts mostly warp in all four phases."""
+    cfg = ModelConfig(64, 8, 64, 32, 1, subpixel=True, guidance=guidance)
+    G = Networks.build(cfg, with_discriminator=False).G.eval()
+    sides = []
+    hooks = [m.register_forward_hook(lambda m, i, o: sides.append(o.shape[-1])) for m in G.modules()
+             if isinstance(m, nn.Conv2d)]
+    y = torch.rand(2, cfg.generator_inputs, 64, 64) * 2 - 1
+    with torch.no_grad():
+        fake = G(y, torch.randn(2, 32))
+    for hook in hooks:
+        hook.remove()
+    assert fake.shape == (2, 3, 64, 64) and fake.abs().max() <= 1
+    assert sides and max(sides) == 32
+    if guidance == "warp":  # α = sigmoid(2) ≈ 0.88 everywhere at the start: the frame is mostly the warped reference
+        assert (fake - y[:, 3:6]).abs().mean() < 0.25 * (y[:, 3:6].abs().mean())
+    saved = {k: v for k, v in to_dict(ModelConfig.compact256()).items() if k != "subpixel"}
+    assert not from_dict(ModelConfig, saved).subpixel  # configs saved before the switch rebuild their old G
+
+
 def test_paper_sizes():
     """The paper at 256 px: G ≈ 38M, E ≈ 15M, D ≈ 20M parameters (D without its per-video table W)."""
     nets = Networks.build(ModelConfig.paper(), num_videos=1)

@@ -12,6 +12,7 @@ from training.layers import AdaIN, DownTrunk, ResBlock, SelfAttention, conv, lin
 class Generator(nn.Module):
     """Encoder: residual down-sampling with affine instance norm (attention at 32×32) to the bottleneck.
     Decoder: AdaIN residual blocks, then AdaIN up-sampling blocks (attention at 64×64), AdaIN, ReLU, conv, tanh.
+    With `subpixel`, a strided conv comes before the encoder and the last conv writes four pixels per position.
 
     Warp-guided (beyond the paper): a fourth output channel is a per-pixel blending weight α, and the frame is
     α·warp + (1 − α)·synthesis. The warp keeps texture and identity wherever it is right, and G only has to paint
@@ -24,12 +25,15 @@ class Generator(nn.Module):
         super().__init__()
         self.cfg = cfg
         ch = cfg.channels
+        top = cfg.resolution // 2 if cfg.subpixel else cfg.resolution  # side of the outermost feature maps
+        self.stem = conv(cfg.generator_inputs, ch(top), 4, stride=2) if cfg.subpixel else nn.Identity()
         self.encoder = DownTrunk(
-            cfg.generator_inputs, cfg.resolution, ch, cfg.attention_down, norm="instance", stop=cfg.bottleneck
+            ch(top) if cfg.subpixel else cfg.generator_inputs, top, ch, cfg.attention_down, norm="instance",
+            stop=cfg.bottleneck,
         )
         side, c = cfg.bottleneck, self.encoder.out_channels
         decoder: list[nn.Module] = [ResBlock(c, c, norm="adain") for _ in range(cfg.res_blocks)]
-        while side < cfg.resolution:
+        while side < top:
             side *= 2
             decoder.append(ResBlock(c, ch(side), "up", "adain"))
             c = ch(side)
@@ -38,10 +42,12 @@ class Generator(nn.Module):
         self.decoder = nn.ModuleList(decoder)
         self.out_norm = AdaIN(c)
         self.guided = cfg.guidance == "warp"
-        self.out_conv = conv(c, 4 if self.guided else 3)
+        outputs, phases = 4 if self.guided else 3, 4 if cfg.subpixel else 1
+        self.out_conv = conv(c, outputs * phases)
+        self.shuffle = nn.PixelShuffle(2) if cfg.subpixel else nn.Identity()
         if self.guided:
             with torch.no_grad():
-                self.out_conv.bias[3] = 2.0  # sigmoid(2) ≈ 0.88: mostly warp at the start
+                self.out_conv.bias.view(outputs, phases)[3] = 2.0  # sigmoid(2) ≈ 0.88: mostly warp at the start
         self.adaptive = [m for m in [*decoder, self.out_norm] if getattr(m, "psi_size", 0)]
         self.psi_size = sum(m.psi_size for m in self.adaptive)
         self.P = linear(cfg.embed_dim, self.psi_size, bias=False)
@@ -58,10 +64,10 @@ class Generator(nn.Module):
         if psi.shape[0] != y.shape[0]:
             psi = psi.expand(y.shape[0], -1)
         chunks = iter(psi.split([m.psi_size for m in self.adaptive], 1))
-        h = self.encoder(y)[-1]
+        h = self.encoder(self.stem(y))[-1]
         for block in self.decoder:
             h = block(h, next(chunks)) if isinstance(block, ResBlock) else block(h)
-        out = self.out_conv(self.out_norm(h, next(chunks)).relu())
+        out = self.shuffle(self.out_conv(self.out_norm(h, next(chunks)).relu()))
         if not self.guided:
             return out.tanh()
         alpha = out[:, 3:].sigmoid()

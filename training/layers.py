@@ -10,9 +10,10 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 
-def conv(cin: int, cout: int, kernel: int = 3) -> nn.Module:
-    """Spectral-normed convolution with 'same' padding: every conv of every network is one of these."""
-    return spectral_norm(nn.Conv2d(cin, cout, kernel, padding=kernel // 2))
+def conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Module:
+    """Spectral-normed convolution with 'same' padding (output side = input side / stride): every conv of every
+    network is one of these."""
+    return spectral_norm(nn.Conv2d(cin, cout, kernel, stride, padding=(kernel - stride + 1) // 2))
 
 
 def linear(cin: int, cout: int, bias: bool = True) -> nn.Module:
