@@ -92,6 +92,21 @@ def test_personalized_renders_batches_of_uint8_and_float(tmp_path):
         model.render(y, guide=np.zeros((5, R, R, 4), np.float32))
 
 
+def test_cpu_batches_split_over_single_threaded_sessions(tmp_path):
+    """On CPU a batch runs in shares on 1-thread side sessions, made on first need; results equal one whole run."""
+    G = _graph("generator", tmp_path / "g.onnx")
+    split = OnnxModel(G, ("generator",), SessionSettings(device="cpu", threads=3))
+    whole = OnnxModel(G, ("generator",), SessionSettings(device="cpu", threads=3, split_batches=False))
+    y = _as_float(_landmarks(7))
+    e = np.random.default_rng(3).normal(size=(7, N)).astype(np.float32)  # per-frame inputs must stay with their frame
+    split(landmarks=y[:1], embedding=e[:1])
+    assert not split._side  # single frames use the main session only
+    np.testing.assert_array_equal(split(landmarks=y, embedding=e), whole(landmarks=y, embedding=e))
+    assert len(split._side) == 3 and not whole._side
+    np.testing.assert_array_equal(split(landmarks=y[:2], embedding=e[:2]), whole(landmarks=y[:2], embedding=e[:2]))
+    assert len(split._side) == 3
+
+
 def test_generic_pair_embeds_the_photos_once(tmp_path):
     E, G = _graph("embedder", tmp_path / "e.onnx"), _graph("generator", tmp_path / "g.onnx")
     frames, lms = _landmarks(3, seed=1), _landmarks(3, seed=2)
