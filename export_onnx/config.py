@@ -42,7 +42,7 @@ class ExportConfig:
 class InferBenchConfig:
     """Inference speed of the generator per engine, precision, resolution and batch size, against the CPU's GEMM."""
 
-    presets: tuple[str, ...] = ("paper", "compact")
+    presets: tuple[str, ...] = ("paper", "compact", "compact256")
     """Model presets to time (random weights: speed does not depend on them)."""
     resolutions: tuple[int, ...] = (128, 256)
     batches: tuple[int, ...] = (1, 8)
