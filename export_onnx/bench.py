@@ -78,7 +78,7 @@ def _inputs(cfg: ModelConfig, count: int, seed: int) -> np.ndarray:
 
 
 def _renderers(
-    nets: Networks, psi: torch.Tensor, engines: tuple[str, ...], folder: Path, threads: int
+    nets: Networks, psi: torch.Tensor, engines: tuple[str, ...], folder: Path, settings: SessionSettings
 ) -> tuple[dict[str, Callable[[np.ndarray], np.ndarray]], float]:
     """engine name -> function from a float32 (B, C, R, R) batch to (B, 3, R, R) frames; and the fp32 graph's
     parity with PyTorch (allowed up to 1e-3 here, so that a benchmark of random weights still runs to the end)."""
@@ -96,7 +96,6 @@ def _renderers(
     fp32 = folder / "personalized.onnx"
     meta = {"model_id": "random", "T": 1, "steps": 0, "provenance": "heads bench infer"}
     parity = export_personalized(nets.G, psi, fp32, meta, tolerance=1e-3)
-    settings = SessionSettings(device="cpu", threads=threads)
     names = [n for n in ("landmarks", "guide") if n != "guide" or nets.cfg.guidance == "warp"]
 
     def onnx_render(model: OnnxModel):
@@ -117,7 +116,8 @@ def _case(nets: Networks, label: str, weights: str, cfg: InferBenchConfig, threa
     flops = generator_flops(nets.G)
     psi = _person(nets)
     with tempfile.TemporaryDirectory() as tmp:
-        renderers, parity = _renderers(nets, psi, cfg.engines, Path(tmp), threads)
+        settings = SessionSettings(device="cpu", threads=threads, split_batches=cfg.split_batches)
+        renderers, parity = _renderers(nets, psi, cfg.engines, Path(tmp), settings)
         check = _inputs(nets.cfg, cfg.fidelity_images, seed=200)
         reference = to_uint8(renderers["ort-fp32" if "ort-fp32" in renderers else "torch"](check))
         fidelity = {
@@ -228,7 +228,9 @@ def markdown(report: dict) -> str:
     lines = [
         f"{report['threads']} threads, torch {report['torch']}, onnxruntime {report['onnxruntime']}; load average "
         f"at the end {report['load_average_1_5_15min_at_end']}. GEMM: fp32 torch.matmul rate (2048², same threads) "
-        "measured right before each model's cases.",
+        "measured right before each model's cases. onnxruntime batches "
+        + ("split over 1-thread sessions, one per thread." if report["config"].get("split_batches", True)
+           else "in one session with all threads."),
         "",
         "| model | px | GFLOP/frame | GEMM GFLOP/s | engine | batch | ms/frame | frames/s | GFLOP/s | of GEMM "
         "| SSIM vs fp32 |",

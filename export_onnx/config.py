@@ -53,6 +53,9 @@ class InferBenchConfig:
     """Least time spent timing each case (after one warm-up run); at least 3 runs are timed."""
     threads: int = 0
     """Threads for torch and onnxruntime; 0 means one per core."""
+    split_batches: bool = True
+    """onnxruntime as the engine runs it by default: a batch split over 1-thread sessions side by side (see
+    demo.engine.SessionSettings); off, one session with all threads."""
     models: tuple[Path, ...] = ()
     """Model folders (save_pretrained) to time too: trained weights make the SSIM of int8 and bf16 meaningful."""
     candidates: tuple[str, ...] = ()

@@ -1,10 +1,13 @@
-"""`heads bench infer` judges the issue's targets from config and measurements, not from how a row is labelled."""
+"""`heads bench infer`: it runs end to end, and judges the issue's targets from config and measurements, not from how
+a row is labelled."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, replace
 
-from export_onnx.bench import _targets
+from export_onnx.bench import _targets, bench_infer, markdown
+from export_onnx.config import InferBenchConfig
 from training.config import ModelConfig
 
 
@@ -29,3 +32,18 @@ def test_targets_follow_the_config_of_trained_folders():
     # real time is judged for compact configurations only, on the fastest variant that keeps SSIM >= 0.97
     assert [name for name in targets if name.startswith("30fps")] == ["30fps mine@256"]
     assert targets["30fps mine@256"] == {"fps": 31.0, "engine": "ort-fp32", "batch": 1, "met": True}
+
+
+def test_bench_infer_runs_end_to_end_on_the_tiny_model(tmp_path):
+    """One short run: every engine and batch timed, int8 scored against fp32, JSON and the Markdown table written."""
+    cfg = InferBenchConfig(presets=("tiny",), resolutions=(64,), batches=(1, 2), engines=("torch", "ort-fp32",
+                           "ort-int8"), seconds=0.01, threads=2, out=tmp_path / "infer.json")
+    report = bench_infer(cfg)
+    assert json.loads(cfg.out.read_text()) == report
+    (row,) = report["results"]
+    assert {(s["engine"], s["batch"]) for s in row["speed"]} == {(e, b) for e in cfg.engines for b in (1, 2)}
+    assert all(s["fps"] > 0 and s["ms_per_frame"] > 0 for s in row["speed"])
+    assert 0 < row["ssim_min_vs_fp32"]["ort-int8"] <= 1 and row["onnx_parity_max_abs"] < 1e-3
+    assert "split over 1-thread sessions" in markdown(report)
+    assert "in one session with all threads" in markdown(bench_infer(replace(cfg, engines=("ort-fp32",),
+                                                                              split_batches=False)))
