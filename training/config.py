@@ -149,6 +149,10 @@ class TrainConfig:
     lr_d: float = 2e-4
     d_steps: int = 1
     """Discriminator updates per generator update."""
+    guide_dropout: float = 0.0
+    """Warp-guided models: share of episodes whose guide is blanked in G's step. Without it, runs of `compact256`
+    learned α = 1 everywhere within 200 steps (the warp beats an untrained synthesis), after which (1 − α) starves
+    the synthesis of gradient and G adds nothing to the warp."""
     betas: tuple[float, float] = (0.0, 0.9)
     ema: float = 0.0
     """EMA decay for E and G (0 disables), e.g. 0.999."""
@@ -173,6 +177,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.k < 1 or self.batch < 1 or self.steps < 0 or self.d_steps < 1:
             raise ValueError("k, batch and d_steps must be >= 1 and steps >= 0")
+        if not 0.0 <= self.guide_dropout < 1.0:
+            raise ValueError("guide_dropout must be in [0, 1)")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError("ema must be in [0, 1)")
 

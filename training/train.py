@@ -61,9 +61,16 @@ def discriminator_loss(D: Discriminator, x: Tensor, y: Tensor, fake: Tensor, w: 
     return hinge_d(real, fake_scores)
 
 
-def generator_input(y: Tensor, batch: dict) -> Tensor:
-    """G reads the landmark image, followed by the warp guide when the episode carries one."""
-    return torch.cat([y, batch["guide"].to(y)], 1) if "guide" in batch else y
+def generator_input(y: Tensor, batch: dict, guide_dropout: float = 0.0) -> Tensor:
+    """G reads the landmark image, followed by the warp guide when the episode carries one; a `guide_dropout` share
+    of the guides is blanked (black, empty mask: a warp that covers nothing), so G must paint those frames itself."""
+    if "guide" not in batch:
+        return y
+    guide = batch["guide"].to(y)
+    if guide_dropout:
+        blank = torch.rand(len(guide), 1, 1, 1, device=guide.device) < guide_dropout
+        guide = torch.where(blank, -torch.ones_like(guide), guide)
+    return torch.cat([y, guide], 1)
 
 
 def lerp_module(ema: nn.Module, live: nn.Module, decay: float) -> None:
@@ -134,7 +141,7 @@ class MetaLearner:
         with autocast(dev, cfg.precision):
             b, k = lms.shape[:2]
             e = self.E(frames[:, 1:].flatten(0, 1), lms[:, 1:].flatten(0, 1)).view(b, k - 1, -1).mean(1)  # (B, N)
-            fake = self.G(generator_input(y, batch), e)
+            fake = self.G(generator_input(y, batch, cfg.guide_dropout), e)
             terms = generator_losses(fake, x, y, D.video_vector(video).detach(), self.D, self.content,
                                      cfg.loss.feature_matching)
             if cfg.loss.match:
