@@ -53,10 +53,11 @@ class SessionSettings:
     threads: int = 0
     """Intra-op threads on CPU; 0 lets onnxruntime use one per physical core."""
     split_batches: bool = True
-    """On CPU, run a batch of several frames as single-threaded sessions side by side, one per thread (or CPU), each
-    on its share of the frames; single frames still use one session with all threads. A CNN's many small ops (norms,
-    layout reorders) scale poorly over threads: on the 2-core VM, two 1-thread sessions rendered 1.3-1.6× the frames/s
-    of one 2-thread session (docs/inference.md). Each side session holds its own copy of the weights."""
+    """On CPU, run a batch of at least one frame per thread as single-threaded sessions side by side, one per thread
+    (`threads`, or the CPUs the process may use), each on its share of the frames; smaller batches use one session
+    with all threads. A CNN's many small ops (norms, layout reorders) scale poorly over threads: on the 2-core VM,
+    two 1-thread sessions rendered 1.3-1.6× the frames/s of one 2-thread session (docs/inference.md). Each side
+    session holds its own copy of the weights."""
     spin: bool = False
     """Let idle worker threads spin: lower latency, but they burn CPU that a decoder or UI on the same cores needs."""
 
@@ -177,8 +178,8 @@ class OnnxModel:
     def __call__(self, **feeds: np.ndarray) -> np.ndarray:
         """Named float32 inputs, batch first -> the single output."""
         feeds = {name: np.ascontiguousarray(array, np.float32) for name, array in feeds.items()}
-        parts = min(len(next(iter(feeds.values()))), self._side_capacity())
-        if parts < 2:
+        parts = self._side_capacity()
+        if parts < 2 or len(next(iter(feeds.values()))) < parts:  # a share per thread, or all threads on the batch
             return self._run(self.session, feeds)
         sessions = self._side_sessions(parts)
         shares = [{name: part for name, part in zip(feeds, split, strict=True)}
@@ -195,7 +196,7 @@ class OnnxModel:
         return binding.copy_outputs_to_cpu()[0]
 
     def _side_capacity(self) -> int:
-        """How many 1-thread sessions a batch may be split over: 1 unless on CPU with split_batches."""
+        """How many 1-thread sessions a batch is split over: 1 unless on CPU with split_batches."""
         if self.device != "cpu" or not self.settings.split_batches:
             return 1
         return self.settings.threads or _cpus()
