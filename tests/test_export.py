@@ -131,13 +131,21 @@ def test_parity_failure_is_a_user_error(exported, psi):
 
 
 def test_subpixel_generator_exports_within_parity(tmp_path):
-    """The strided stem and the sub-pixel output (DepthToSpace) of `subpixel` G keep fp32 parity in onnxruntime."""
+    """The strided stem and the sub-pixel output (DepthToSpace) of `subpixel` G keep fp32 parity in onnxruntime;
+    int8 keeps the stem in fp32."""
     torch.manual_seed(0)
     nets = Networks.build(replace(ModelConfig.tiny(), subpixel=True, guidance="warp"), with_discriminator=False)
     psi = nets.G.eval().psi(torch.randn(1, nets.cfg.embed_dim)).detach()
     parity = export_personalized(nets.G, psi, tmp_path / "p.onnx", {"model_id": "sub", "T": 1, "steps": 0,
                                                                      "provenance": "tests"})
     assert parity <= 1e-4
+    faces = realistic(nets.cfg, 4, seed=1)
+    graph = onnx.load(to_int8(tmp_path / "p.onnx", tmp_path / "p.int8.onnx",
+                              {k: faces[k] for k in ("landmarks", "guide")})).graph
+    dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    fp32 = [next(p.value for p in n.metadata_props if p.key == SCOPES) for n in graph.node
+            if n.op_type == "Conv" and n.input[0] not in dequantized]
+    assert sum("G.stem" in scope for scope in fp32) == 1  # the conv reading the images stays fp32
 
 
 def test_metadata_needs_exactly_the_caller_keys():
@@ -161,13 +169,14 @@ def test_int8_and_fp16_stay_close_to_fp32(exported, nets, tmp_path):
         model = OnnxModel(make(), ("personalized",), CPU)
         assert model.metadata["precision"] == variant and model.metadata["model_id"] == "tiny-test"
         assert fidelity(reference, model, check)["ssim_min"] >= bound, variant
-    # int8 leaves exactly the residual shortcuts in fp32: their convs read no DequantizeLinear output
+    # int8 leaves exactly the residual shortcuts and the output conv in fp32: their convs read no DequantizeLinear
     graph = onnx.load(tmp_path / "p.int8.onnx").graph
     dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
     fp32_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[0] not in dequantized]
     scopes = [next(p.value for p in n.metadata_props if p.key == SCOPES) for n in fp32_convs]
     shortcuts = [m for m in nets.G.modules() if isinstance(m, ResBlock) and m.skip is not None]
-    assert len(fp32_convs) == len(shortcuts) > 0 and all(".skip" in s for s in scopes)
+    assert len(fp32_convs) == len(shortcuts) + 1 and len(shortcuts) > 0
+    assert sum(".skip" in s for s in scopes) == len(shortcuts) and sum("G.out_conv" in s for s in scopes) == 1
     assert any(n.op_type == "Conv" and n.input[0] in dequantized for n in graph.node)
 
 
