@@ -15,10 +15,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from base.errors import UserError
 from demo.animate_config import AnimateConfig, LimitsConfig
 from demo.example_media import DRIVING, PORTRAIT, make_examples
 from demo.pipeline import Pipeline, Progress
-from heads.errors import UserError
 
 try:  # Hugging Face ZeroGPU Spaces lend a GPU only inside functions decorated with spaces.GPU
     import spaces

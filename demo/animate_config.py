@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
+from base.errors import ConfigError
+
 Renderer = Literal["neural", "warp"]
 MAX_PHOTOS = 32  # the paper's largest T; the fine-tuning code refuses more
 
@@ -34,11 +36,11 @@ class LimitsConfig:
 
     def __post_init__(self) -> None:
         if self.max_seconds <= 0 or self.max_video_side < 64 or self.max_image_side < 64 or self.max_upload_mb <= 0:
-            raise ValueError("limits must be positive (video and image sides at least 64 px)")
+            raise ConfigError("limits must be positive (video and image sides at least 64 px)")
         if not 1 <= self.max_photos <= MAX_PHOTOS:
-            raise ValueError(f"max_photos must be in 1..{MAX_PHOTOS}")
+            raise ConfigError(f"max_photos must be in 1..{MAX_PHOTOS}")
         if self.max_frames is not None and self.max_frames < 1:
-            raise ValueError("max_frames must be at least 1")
+            raise ConfigError("max_frames must be at least 1")
 
     @classmethod
     def from_env(cls, prefix: str = "HEADS_") -> LimitsConfig:
@@ -113,20 +115,20 @@ class AnimateConfig:
 
     def __post_init__(self) -> None:
         if not self.source and self.avatar is None:
-            raise ValueError("pass --source photos, or --avatar FILE.onnx")
+            raise ConfigError("pass --source photos, or --avatar FILE.onnx")
         if len(self.source) > self.limits.max_photos:
-            raise ValueError(f"at most {self.limits.max_photos} source photos, got {len(self.source)}")
+            raise ConfigError(f"at most {self.limits.max_photos} source photos, got {len(self.source)}")
         if self.finetune_steps < 0 or self.batch < 1:
-            raise ValueError("finetune_steps must be >= 0 and batch >= 1")
+            raise ConfigError("finetune_steps must be >= 0 and batch >= 1")
         for name in ("expression", "pose"):
             if not 0.0 <= getattr(self, name) <= 2.0:
-                raise ValueError(f"{name} must be in [0, 2]")
+                raise ConfigError(f"{name} must be in [0, 2]")
         if not 0.0 <= self.smoothing <= 1.0:
-            raise ValueError("smoothing must be in [0, 1]")
+            raise ConfigError("smoothing must be in [0, 1]")
         if self.box is not None and (self.box[2] <= self.box[0] or self.box[3] <= self.box[1]):
-            raise ValueError("box must be x0 y0 x1 y1 with x1 > x0 and y1 > y0")
+            raise ConfigError("box must be x0 y0 x1 y1 with x1 > x0 and y1 > y0")
         if self.output_side < 64 or self.warp_resolution not in (64, 128, 256, 512):
-            raise ValueError("output_side must be >= 64 and warp_resolution one of 64, 128, 256, 512")
+            raise ConfigError("output_side must be >= 64 and warp_resolution one of 64, 128, 256, 512")
 
 
 @dataclass(frozen=True)
@@ -150,4 +152,4 @@ class AnimateBenchConfig:
 
     def __post_init__(self) -> None:
         if self.frames < 2:
-            raise ValueError("frames must be at least 2")
+            raise ConfigError("frames must be at least 2")

@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from base.errors import InputError
 from demo.engine import Engine
-from demo.limits import InputError
 from demo.sources import Crops
 
 SOURCES_KEY = "heads_sources"

@@ -16,9 +16,9 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from base.errors import UserError
 from demo.animate_config import AnimateBenchConfig, AnimateConfig, LimitsConfig
 from demo.pipeline import Pipeline
-from heads.errors import UserError
 
 MEDIA = Path(os.environ.get("HEADS_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
 

@@ -1,6 +1,6 @@
 """Torch-free inference: onnxruntime sessions for graphs made by `heads export`, and a batch renderer on top.
 
-The metadata format of those graphs is defined here, on the reading side, and `export_onnx` writes it: whatever the
+The graphs' names, shapes and metadata are defined in `contract.graphs`, which the exporter writes by: whatever the
 engine accepts is by construction what the exporter produces. Providers: TensorRT or CUDA when they really run the
 graph, else CPU, with one warning at most when an installed GPU provider cannot be used.
 """
@@ -19,23 +19,10 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
+from base.errors import UserError
+from contract.graphs import FORMAT_VERSION, OUTPUTS, Kind, graph_inputs, input_shape, is_guided
 from faces.layout import PALETTE_VERSION
-from heads.errors import UserError
 
-FORMAT_VERSION = "heads-onnx-v1"
-Kind = Literal["personalized", "embedder", "generator"]
-# Graph inputs in order, each (B, C, R, R) or (B, N); "guide" exists only in warp-guided models.
-INPUTS: dict[str, tuple[str, ...]] = {
-    "personalized": ("landmarks", "guide"),
-    "embedder": ("frames", "landmarks"),
-    "generator": ("landmarks", "guide", "embedding"),
-}
-OUTPUTS: dict[str, str] = {"personalized": "frames", "embedder": "embedding", "generator": "frames"}
-# metadata_props of every graph (all values are strings); the engine checks the first four.
-METADATA_KEYS = (
-    "format", "kind", "palette", "resolution", "guidance", "precision", "embed_dim", "psi_size", "model_config",
-    "model_id", "T", "steps", "created", "provenance",
-)
 ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 CPU = "CPUExecutionProvider"
 
@@ -154,14 +141,16 @@ class OnnxModel:
                 f"{PALETTE_VERSION!r}: re-export the model, or install the version that matches it"
             )
         names = tuple(i.name for i in self.session.get_inputs())
-        expected = tuple(n for n in INPUTS[meta["kind"]] if n != "guide" or meta.get("guidance") == "warp")
+        expected = graph_inputs(meta["kind"], is_guided(meta))
         outputs = tuple(o.name for o in self.session.get_outputs())
         if names != expected or outputs != (OUTPUTS[meta["kind"]],):
             raise ModelFileError(f"{name} has inputs {names} and outputs {outputs}; its metadata promises {expected}")
 
     def _warm_up(self) -> None:
         """One run on zeros: proves the provider really works (else falls back to CPU) and pays first-run costs."""
-        feeds = {i.name: np.zeros([1, *i.shape[1:]], np.float32) for i in self.session.get_inputs()}
+        embed_dim = int(self.metadata.get("embed_dim", 0))
+        feeds = {name: np.zeros((1, *input_shape(name, self.resolution, embed_dim)), np.float32)
+                 for name in self.input_names}
         try:
             self(**feeds)
         except Exception as error:  # onnxruntime raises untyped errors
@@ -251,7 +240,7 @@ class Engine:
             raise ValueError("a generic generator needs an embedding; a personalized one has its person inside")
         self.generator, self.embedding = generator, embedding
         self.resolution = generator.resolution
-        self.guided = "guide" in generator.input_names
+        self.guided = is_guided(generator.metadata)
 
     @classmethod
     def load(cls, path: str | Path, settings: SessionSettings | None = None) -> Engine:

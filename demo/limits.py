@@ -5,13 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from base.errors import InputError
 from demo.animate_config import LimitsConfig
 from faces.video import VideoError, VideoInfo, probe
-from heads.errors import UserError
-
-
-class InputError(UserError):
-    """An upload that cannot be used: missing, too large, unreadable, or without a usable face."""
 
 
 def check_file(path: str | Path, limits: LimitsConfig, what: str) -> Path:

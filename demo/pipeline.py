@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from base.errors import InputError, UserError
 from demo import tuning
 from demo.animate_config import AnimateConfig
 from demo.avatar_file import attach_sources, bake_embedding, read_sources
 from demo.compose import shrink, side_by_side, tag_synthetic, watermark
 from demo.engine import Engine, SessionSettings
 from demo.identity import IdentityMeter, IdentityScore
-from demo.limits import InputError, check_file, cut_notice, driving_info
+from demo.limits import check_file, cut_notice, driving_info
 from demo.renderers import ModelFolder, NeuralRenderer, WarpRenderer
 from demo.sources import SourceFace, crops, load_faces
 from demo.weights import resolve_weights
@@ -40,7 +41,6 @@ from faces.motion import MotionConfig, retarget
 from faces.smoothing import smooth_landmarks
 from faces.track import FaceTracker
 from faces.video import VideoError, VideoReader, VideoWriter
-from heads.errors import UserError
 
 IDENTITY_FRAMES = 8  # result frames scored for identity, evenly spread over the clip
 REPORT_EVERY = 0.25  # seconds between progress reports within a stage

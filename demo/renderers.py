@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from base.errors import InputError
 from demo.engine import ACCELERATED, Engine, SessionSettings
-from demo.limits import InputError
 from demo.sources import Crops
 from faces.guide import pack_guide
 from faces.landmark_image import draw_landmarks

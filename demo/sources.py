@@ -13,8 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from base.errors import InputError
 from demo.animate_config import LimitsConfig
-from demo.limits import InputError, check_file
+from demo.limits import check_file
 from faces.config import CropConfig
 from faces.crop import CropTransform, photo_transform
 from faces.detect import Box, LandmarkDetector

@@ -11,7 +11,7 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
-from demo.limits import InputError
+from base.errors import InputError
 from demo.sources import Crops
 
 TORCH_SUBFOLDER = "torch"  # inside a weights folder: the PyTorch model (save_pretrained) that fine-tuning starts from

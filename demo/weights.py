@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from heads.errors import UserError
+from base.errors import UserError
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 ENV_VAR = "HEADS_WEIGHTS"

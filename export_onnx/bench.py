@@ -21,6 +21,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from contract.graphs import graph_inputs
 from demo.engine import OnnxModel, SessionSettings, to_uint8
 from export_onnx.config import InferBenchConfig
 from export_onnx.export import bake, export_personalized
@@ -53,7 +54,7 @@ def generator_flops(G: Generator) -> int:
     hooks += [m.register_forward_hook(attention) for m in G.modules() if isinstance(m, SelfAttention)]
     side = G.cfg.resolution
     with torch.no_grad():
-        G.render(torch.zeros(1, G.cfg.generator_inputs, side, side), torch.zeros(1, G.psi_size))
+        G.render(torch.zeros(1, G.cfg.input_channels, side, side), torch.zeros(1, G.psi_size))
     for hook in hooks:
         hook.remove()
     return total
@@ -96,7 +97,7 @@ def _renderers(
     fp32 = folder / "personalized.onnx"
     meta = {"model_id": "random", "T": 1, "steps": 0, "provenance": "heads bench infer"}
     parity = export_personalized(nets.G, psi, fp32, meta, tolerance=1e-3)
-    names = [n for n in ("landmarks", "guide") if n != "guide" or nets.cfg.guidance == "warp"]
+    names = graph_inputs("personalized", nets.cfg.guided)
 
     def onnx_render(model: OnnxModel):
         return lambda y: model(**dict(zip(names, np.split(y, [3], 1)[: len(names)], strict=True)))

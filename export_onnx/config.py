@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from base.errors import ConfigError
 from training.config import MODEL_PRESETS
 
 Variant = Literal["fp16", "int8"]
@@ -35,7 +36,7 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         if self.calibration < 2 or self.tolerance <= 0:
-            raise ValueError("calibration needs at least 2 images and tolerance must be positive")
+            raise ConfigError("calibration needs at least 2 images and tolerance must be positive")
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,9 @@ class InferBenchConfig:
     def __post_init__(self) -> None:
         unknown = [p for p in self.presets if p not in MODEL_PRESETS]
         if unknown:
-            raise ValueError(f"unknown presets {unknown}; choose from {list(MODEL_PRESETS)}")
+            raise ConfigError(f"unknown presets {unknown}; choose from {list(MODEL_PRESETS)}")
         if any(r not in (64, 128, 256) for r in self.resolutions) or min(self.batches, default=0) < 1:
-            raise ValueError("resolutions must be 64, 128 or 256 and batches at least 1")
+            raise ConfigError("resolutions must be 64, 128 or 256 and batches at least 1")
         for spec in self.candidates:
             if len(spec.split(",")) != 4 or not all(v.strip().isdigit() for v in spec.split(",")):
-                raise ValueError(f"candidate {spec!r} is not base,max,res_blocks,bottleneck")
+                raise ConfigError(f"candidate {spec!r} is not base,max,res_blocks,bottleneck")

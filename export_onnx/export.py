@@ -22,11 +22,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from demo.engine import FORMAT_VERSION, INPUTS, OUTPUTS, Kind, OnnxModel, SessionSettings
+from base.errors import UserError
+from contract.graphs import CALLER_KEYS, FORMAT_VERSION, OUTPUTS, Kind, graph_inputs
+from demo.engine import OnnxModel, SessionSettings
 from export_onnx.forms import export_form
 from export_onnx.samples import noise, realistic
 from faces.layout import PALETTE_VERSION
-from heads.errors import UserError
 from training.config import ModelConfig, to_dict
 from training.embedder import Embedder
 from training.generator import Generator
@@ -34,12 +35,6 @@ from training.generator import Generator
 OPSET = 18  # runs on onnxruntime >= 1.14 and TensorRT >= 8.6
 Net = TypeVar("Net", Embedder, Generator)
 TRACE_BATCH = 2  # tracing at batch 1 could let the exporter treat the batch axis as the constant 1
-# Metadata the caller supplies (the rest is derived from the network): what it came from and how it was made.
-CALLER_KEYS: dict[Kind, tuple[str, ...]] = {
-    "personalized": ("model_id", "T", "steps", "provenance"),
-    "embedder": ("model_id", "provenance"),
-    "generator": ("model_id", "provenance"),
-}
 
 
 def rebuild(net: Net) -> Net:
@@ -95,10 +90,6 @@ class _Personalized(nn.Module):
         return self.G.render(torch.cat(images, 1), self.psi)  # (B, 3, R, R)
 
 
-def graph_inputs(kind: Kind, cfg: ModelConfig) -> tuple[str, ...]:
-    return tuple(name for name in INPUTS[kind] if name != "guide" or cfg.guidance == "warp")
-
-
 def graph_metadata(kind: Kind, cfg: ModelConfig, psi_size: int, given: dict) -> dict[str, str]:
     """The metadata_props `demo.engine` reads: derived fields plus the caller's CALLER_KEYS, all as strings."""
     missing = [k for k in CALLER_KEYS[kind] if k not in given]
@@ -143,7 +134,7 @@ def _export(
     kind: Kind, net: Net, wrap: Callable[[Net], nn.Module], path: Path, metadata: dict, tolerance: float
 ) -> float:
     cfg = net.cfg
-    names = graph_inputs(kind, cfg)
+    names = graph_inputs(kind, cfg.guided)
     sample = noise(cfg, TRACE_BATCH)
     args = tuple(torch.from_numpy(sample[name]) for name in names)
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -165,7 +156,7 @@ def check_parity(reference: nn.Module, path: Path, kind: Kind, cfg: ModelConfig,
     """Largest |ONNX − PyTorch| over noise and synthetic faces at batch sizes other than the traced one; raises
     UserError above `tolerance`. `reference` is the eval-mode module taking the graph's inputs in order."""
     model = OnnxModel(path, (kind,), SessionSettings(device="cpu"))
-    names = graph_inputs(kind, cfg)
+    names = graph_inputs(kind, cfg.guided)
     worst = 0.0
     for sample in (noise(cfg, 3, seed=1), {**noise(cfg, 4, seed=2), **realistic(cfg, 4, seed=3)}):
         feeds = {name: sample[name] for name in names}

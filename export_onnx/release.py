@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from demo.engine import FORMAT_VERSION, OnnxModel, SessionSettings
+from base.errors import UserError
+from contract.graphs import FORMAT_VERSION, graph_inputs
+from demo.engine import OnnxModel, SessionSettings
 from export_onnx.config import ExportConfig
-from export_onnx.export import OPSET, export_embedder, export_generator, export_personalized, graph_inputs
+from export_onnx.export import OPSET, export_embedder, export_generator, export_personalized
 from export_onnx.quantize import fidelity, to_fp16, to_int8
 from export_onnx.samples import realistic
 from export_onnx.timing import seconds_per_call
 from faces.layout import PALETTE_VERSION
-from heads.errors import UserError
 from training.avatar import Avatar, model_id
 from training.config import to_dict
 from training.models import Networks
@@ -48,7 +49,7 @@ def _samples(nets: Networks, kind: str, count: int, seed: int, prepared: Path | 
     if kind == "generator":
         with torch.no_grad():
             sample["embedding"] = nets.E.eval()(*(torch.from_numpy(sample[k]) for k in ("frames", "landmarks"))).numpy()
-    return {name: sample[name] for name in graph_inputs(kind, nets.cfg)}
+    return {name: sample[name] for name in graph_inputs(kind, nets.cfg.guided)}
 
 
 def _variants(

@@ -27,10 +27,10 @@ def realistic(cfg: ModelConfig, count: int, seed: int = 0, prepared: Path | None
         episodes = PreparedEpisodes(prepared, k=1, split=None, resolution=cfg.resolution, seed=seed)
         clips = len(episodes)  # one frame of each of `count` clips spread over all, or of every clip in turn
         picks = [n * clips // count for n in range(count)] if count <= clips else range(count)
-    source = WarpGuided(episodes) if cfg.guidance == "warp" else episodes
+    source = WarpGuided(episodes) if cfg.guided else episodes
     items = [source[n] for n in picks]
     out = {key: np.stack([item[key][0].numpy() for item in items]) for key in ("frames", "landmarks")}
-    if cfg.guidance == "warp":
+    if cfg.guided:
         out["guide"] = np.stack([item["guide"].numpy() for item in items]).astype(np.float32)
     return out
 
@@ -40,7 +40,7 @@ def noise(cfg: ModelConfig, count: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     side = cfg.resolution
     out = {key: rng.uniform(-1, 1, (count, 3, side, side)).astype(np.float32) for key in ("frames", "landmarks")}
-    if cfg.guidance == "warp":
+    if cfg.guided:
         out["guide"] = rng.uniform(-1, 1, (count, 4, side, side)).astype(np.float32)
     out["embedding"] = rng.uniform(0, 1, (count, cfg.embed_dim)).astype(np.float32)
     return out

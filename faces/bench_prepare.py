@@ -14,6 +14,7 @@ import resource
 import tempfile
 from pathlib import Path
 
+from base.errors import UserError
 from faces.config import PrepareBenchConfig, PrepareConfig, TrackConfig
 from faces.prepare import prepare
 from faces.sources import find_sources
@@ -24,7 +25,7 @@ def pick_clips(src: Path, count: int) -> list[Path]:
     """`count` videos spread evenly over the sorted list under src (a mix of sizes on a mixed folder)."""
     videos = [s.path for s in find_sources(src) if s.kind == "video"]
     if not videos:
-        raise SystemExit(f"heads bench prepare: no video under {src}")
+        raise UserError(f"no video under {src}")
     step = max(1, len(videos) // count)
     return videos[::step][:count]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from base.errors import ConfigError
 from faces.warp import PiecewiseAffineWarp
 
 
@@ -25,7 +26,7 @@ class WarpBenchConfig:
 
     def __post_init__(self) -> None:
         if self.frames < 1 or not self.sizes or min(self.sizes) < 16:
-            raise ValueError("bench warp needs frames >= 1 and at least one size of 16 px or more")
+            raise ConfigError("bench warp needs frames >= 1 and at least one size of 16 px or more")
 
 
 def synthetic_face(size: int, mouth: float = 0.0, angle: float = 0.0) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from base.errors import ConfigError
 from faces.layout import LEFT_EYE, NUM_POINTS, RIGHT_EYE
 
 # Points that move with the skull but hardly with expression: eye corners and the nose.
@@ -31,9 +32,9 @@ class MotionConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.expression_strength <= 2.0:
-            raise ValueError(f"expression_strength must be in [0, 2], got {self.expression_strength}")
+            raise ConfigError(f"expression_strength must be in [0, 2], got {self.expression_strength}")
         if not 0.0 <= self.pose_strength <= 2.0:
-            raise ValueError(f"pose_strength must be in [0, 2], got {self.pose_strength}")
+            raise ConfigError(f"pose_strength must be in [0, 2], got {self.pose_strength}")
 
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from base.errors import UserError
 from faces.config import PrepareConfig
 from faces.crop import CropTransform, clip_transforms, photo_transform
 from faces.detect import Face, LandmarkDetector, load_detector
@@ -300,8 +301,8 @@ def _check_compatible(config: PrepareConfig) -> None:
     now = json.loads(json.dumps(dataclasses.asdict(config), default=str))
     for key in COMPATIBLE:
         if before.get(key) != now[key]:
-            raise SystemExit(
-                f"heads prepare: {config.dst} was prepared with different {key} settings ({before.get(key)}); "
+            raise UserError(
+                f"{config.dst} was prepared with different {key} settings ({before.get(key)}); "
                 "use another output folder or the same settings"
             )
 
@@ -320,12 +321,9 @@ def write_manifest(dst: Path, test_fraction: float) -> list[dict]:
 def prepare(config: PrepareConfig) -> PrepareSummary:
     """Prepare every clip under config.src into config.dst (see the module docstring for the layout)."""
     if config.workers < 1:
-        raise SystemExit("heads prepare: --workers must be at least 1")
+        raise UserError("--workers must be at least 1")
     identities = read_identities(config.identities) if config.identities else None
-    try:
-        sources = find_sources(config.src, config.images, identities)
-    except FileNotFoundError as e:
-        raise SystemExit(f"heads prepare: {e}") from e
+    sources = find_sources(config.src, config.images, identities)
     dst = config.dst
     _check_compatible(config)
     (dst / "clips").mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,10 @@ import json
 import sys
 from dataclasses import dataclass
 
+from base.errors import UserError
+
+USAGE_ERROR = 2  # exit status for anything the user can fix from the message (as argparse uses for bad options)
+
 
 @dataclass(frozen=True)
 class Command:
@@ -96,7 +100,7 @@ def _split(argv: list[str]) -> tuple[str, list[str]]:
         name = " ".join(argv[:n])
         if len(argv) >= n and name in COMMANDS:
             return name, argv[n:]
-    raise SystemExit(f"heads: unknown command {' '.join(argv[:2])!r}\n\n{_usage()}")
+    raise UserError(f"unknown command {' '.join(argv[:2])!r}\n\n{_usage()}")
 
 
 def _pop_option(args: list[str], flag: str, takes_value: bool) -> tuple[str | bool | None, list[str]]:
@@ -105,7 +109,7 @@ def _pop_option(args: list[str], flag: str, takes_value: bool) -> tuple[str | bo
             if not takes_value:
                 return True, args[:i] + args[i + 1 :]
             if i + 1 >= len(args):
-                raise SystemExit(f"heads: {flag} needs a value")
+                raise UserError(f"{flag} needs a value")
             return args[i + 1], args[:i] + args[i + 2 :]
         if takes_value and arg.startswith(flag + "="):
             return arg.split("=", 1)[1], args[:i] + args[i + 1 :]
@@ -113,7 +117,7 @@ def _pop_option(args: list[str], flag: str, takes_value: bool) -> tuple[str | bo
 
 
 def parse(argv: list[str]) -> tuple[Command, object, bool]:
-    """Turn argv into (command, config, dry_run); exits with a message on bad input."""
+    """Turn argv into (command, config, dry_run); bad input raises UserError, whose message `main` prints."""
     import tyro
 
     name, rest = _split(argv)
@@ -125,11 +129,12 @@ def parse(argv: list[str]) -> tuple[Command, object, bool]:
     if preset is not None:
         presets = getattr(config_cls, "presets", None)
         if presets is None:
-            raise SystemExit(f"heads {name}: this command has no presets")
+            raise UserError("this command has no presets")
         choices = presets()
         if preset not in choices:
-            raise SystemExit(f"heads {name}: unknown preset {preset!r}; choose one of {', '.join(choices)}")
+            raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(choices)}")
         default = choices[preset]
+    # A config's own checks raise ConfigError (a UserError), which `main` prints as one line.
     config = tyro.cli(config_cls, args=rest, default=default, prog=f"heads {name}", description=command.summary)
     return command, config, bool(dry_run)
 
@@ -139,16 +144,16 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return
-    command, config, dry_run = parse(argv)
-    if dry_run:
-        print(json.dumps(dataclasses.asdict(config), indent=2, default=str))
-        return
-    from heads.errors import UserError
-
     try:
+        command, config, dry_run = parse(argv)
+        if dry_run:
+            print(json.dumps(dataclasses.asdict(config), indent=2, default=str))
+            return
         _load(command.run)(config)
     except (UserError, FileNotFoundError) as error:
-        raise SystemExit(f"heads {argv[0]}: error: {error}") from None
+        name = next((" ".join(argv[:n]) for n in (2, 1) if " ".join(argv[:n]) in COMMANDS), None)
+        print(f"heads{f' {name}' if name else ''}: error: {error}", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR) from None
 
 
 if __name__ == "__main__":

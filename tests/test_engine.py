@@ -13,6 +13,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
+from base.errors import UserError
+from contract.graphs import FORMAT_VERSION
 from demo import engine
 from demo.engine import Engine, ModelFileError, OnnxModel, SessionSettings
 from faces.layout import PALETTE_VERSION
@@ -24,7 +26,7 @@ N = 3  # their embedding size
 
 def _metadata(kind: str, **overrides: str) -> dict[str, str]:
     meta = {
-        "format": engine.FORMAT_VERSION, "kind": kind, "palette": PALETTE_VERSION, "resolution": str(R),
+        "format": FORMAT_VERSION, "kind": kind, "palette": PALETTE_VERSION, "resolution": str(R),
         "guidance": "none", "precision": "fp32", "embed_dim": str(N), "psi_size": "6", "model_id": "m1",
         "created": "2026-01-01T00:00:00+00:00", "provenance": "tests/test_engine.py",
     }
@@ -167,7 +169,7 @@ def test_bad_model_files_give_clear_errors(tmp_path, make, message):
     with pytest.raises(ModelFileError, match=message) as error:
         Engine.load(path, SessionSettings(device="cpu"))
     assert path.name in str(error.value)
-    assert isinstance(error.value, engine.UserError)  # the CLI prints these without a traceback
+    assert isinstance(error.value, UserError)  # the CLI prints these without a traceback
 
 
 @pytest.fixture

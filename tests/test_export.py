@@ -10,7 +10,9 @@ import onnx
 import pytest
 import torch
 
-from demo.engine import METADATA_KEYS, Engine, OnnxModel, SessionSettings
+from base.errors import UserError
+from contract.graphs import METADATA_KEYS
+from demo.engine import Engine, OnnxModel, SessionSettings
 from export_onnx.config import ExportConfig
 from export_onnx.export import (
     bake,
@@ -24,7 +26,6 @@ from export_onnx.quantize import SCOPES, fidelity, to_fp16, to_int8
 from export_onnx.release import export
 from export_onnx.samples import realistic
 from faces.layout import PALETTE_VERSION
-from heads.errors import UserError
 from training.avatar import FORMAT, Avatar, model_id
 from training.config import ModelConfig
 from training.data import to_uint8

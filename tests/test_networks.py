@@ -50,7 +50,7 @@ def test_subpixel_generator_has_no_layer_at_full_resolution(guidance):
     sides = []
     hooks = [m.register_forward_hook(lambda m, i, o: sides.append(o.shape[-1])) for m in G.modules()
              if isinstance(m, nn.Conv2d)]
-    y = torch.rand(2, cfg.generator_inputs, 64, 64) * 2 - 1
+    y = torch.rand(2, cfg.input_channels, 64, 64) * 2 - 1
     with torch.no_grad():
         fake = G(y, torch.randn(2, 32))
     for hook in hooks:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from base.errors import InputError
 from demo.animate_config import AnimateConfig, LimitsConfig
 from demo.compose import SYNTHETIC_TAG
-from demo.limits import InputError
 from demo.pipeline import Pipeline, Progress
 from demo.sources import load_faces
 from faces.detect import load_detector

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from base.errors import UserError
 from export_onnx.config import ExportConfig
 from export_onnx.release import export
 from export_onnx.samples import realistic
@@ -21,7 +22,6 @@ from faces.layout import flip_points, interocular
 from faces.prepare import prepare
 from faces.video import VideoWriter, read_frames
 from heads.cli import main
-from heads.errors import UserError
 from training.config import ModelConfig
 from training.models import Networks
 from training.prepared import Augment, PreparedEpisodes
@@ -144,7 +144,7 @@ def test_resume_skips_finished_and_redoes_missing(prepared, source, tmp_path):
     redo = prepare(_config(source, copy, images=False, retry_rejects=True))
     assert redo.prepared == 1 and redo.rejected == 3  # the retried rejects fail again, for the same reasons
     assert np.array_equal(np.load(removed / "landmarks.npz")["points"], first)  # deterministic
-    with pytest.raises(SystemExit, match="different crop"):
+    with pytest.raises(UserError, match="different crop"):
         prepare(replace(_config(source, copy), crop=CropConfig(resolution=64)))
 
 

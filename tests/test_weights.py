@@ -2,8 +2,8 @@
 
 import pytest
 
+from base.errors import UserError
 from demo.weights import ENV_VAR, resolve_weights
-from heads.errors import UserError
 
 
 def test_local_folder_and_env_var(tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ from training.train import resolve_device
 def _measure(cfg: FinetuneBenchConfig, preset: str) -> list[dict]:
     device = resolve_device(cfg.device)
     model = MODEL_PRESETS[preset]()
-    if model.guidance != "none":
+    if model.guided:
         raise ValueError("the benchmark draws synthetic faces without warp guides; pick a preset without guidance")
     networks = Networks.build(model, num_videos=1).to(device)
     episode = SyntheticEpisodes(1, model.resolution, max(cfg.shots) - 1)[0]

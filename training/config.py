@@ -10,6 +10,8 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Literal
 
+from base.errors import ConfigError
+from contract.graphs import WARP_GUIDANCE
 from faces.layout import GUIDE_CHANNELS
 
 
@@ -45,16 +47,21 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.resolution not in (64, 128, 256):
-            raise ValueError(f"resolution must be 64, 128 or 256, not {self.resolution}")
+            raise ConfigError(f"resolution must be 64, 128 or 256, not {self.resolution}")
         if not 4 <= self.bottleneck < self.resolution or self.resolution % self.bottleneck:
-            raise ValueError(f"bottleneck {self.bottleneck} must divide the resolution and be smaller")
+            raise ConfigError(f"bottleneck {self.bottleneck} must divide the resolution and be smaller")
         if self.res_blocks < 0 or self.embed_dim < 1 or self.base_channels < 4:
-            raise ValueError("res_blocks must be >= 0, embed_dim >= 1 and base_channels >= 4")
+            raise ConfigError("res_blocks must be >= 0, embed_dim >= 1 and base_channels >= 4")
 
     @property
-    def generator_inputs(self) -> int:
-        """Channels of G's input: the landmark image, plus the warped frame and its mask when warp-guided."""
-        return 3 + (GUIDE_CHANNELS if self.guidance == "warp" else 0)
+    def guided(self) -> bool:
+        """Whether G reads a warp guide besides the landmark image: the one test of it, everywhere."""
+        return self.guidance == WARP_GUIDANCE
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of G's input tensor: the landmark image, plus the warped frame and its mask when guided."""
+        return 3 + (GUIDE_CHANNELS if self.guided else 0)
 
     def channels(self, side: int) -> int:
         return min(self.max_channels, self.base_channels * self.resolution // (2 * side))
@@ -176,11 +183,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.batch < 1 or self.steps < 0 or self.d_steps < 1:
-            raise ValueError("k, batch and d_steps must be >= 1 and steps >= 0")
+            raise ConfigError("k, batch and d_steps must be >= 1 and steps >= 0")
         if not 0.0 <= self.guide_dropout < 1.0:
-            raise ValueError("guide_dropout must be in [0, 1)")
+            raise ConfigError("guide_dropout must be in [0, 1)")
         if not 0.0 <= self.ema < 1.0:
-            raise ValueError("ema must be in [0, 1)")
+            raise ConfigError("ema must be in [0, 1)")
 
     @staticmethod
     def presets() -> dict[str, TrainConfig]:

@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from base.errors import UserError
 from faces.landmark_image import draw_landmarks
 from faces.warp import MultiSourceWarp
-from heads.errors import UserError
 from training.avatar import model_id
 from training.config import to_dict
 from training.fewshot_config import EvaluateConfig, FinetuneSettings

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from base.errors import ConfigError
 from training.config import LossConfig
 
 MAX_SHOTS = 32
@@ -39,7 +40,7 @@ class FinetuneSettings:
 
     def __post_init__(self) -> None:
         if self.batch < 1 or (self.steps is not None and self.steps < 0):
-            raise ValueError("batch must be >= 1 and steps >= 0")
+            raise ConfigError("batch must be >= 1 and steps >= 0")
 
     def resolved_steps(self, shots: int) -> int:
         return default_steps(shots, self.batch) if self.steps is None else self.steps
@@ -79,7 +80,7 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.shots <= MAX_SHOTS:
-            raise ValueError(f"shots must be in 1..{MAX_SHOTS}")
+            raise ConfigError(f"shots must be in 1..{MAX_SHOTS}")
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,9 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         if not self.shots or not all(1 <= t <= MAX_SHOTS for t in self.shots):
-            raise ValueError(f"shots must be in 1..{MAX_SHOTS}")
+            raise ConfigError(f"shots must be in 1..{MAX_SHOTS}")
         if self.holdout < 1:
-            raise ValueError("holdout must be >= 1")
+            raise ConfigError("holdout must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from base.errors import UserError
 from faces.config import CropConfig, DetectorConfig
 from faces.crop import photo_transform
 from faces.detect import load_detector
@@ -28,7 +29,6 @@ from faces.image_io import load_image
 from faces.landmark_image import draw_landmarks
 from faces.motion import check_points
 from faces.video import VideoReader
-from heads.errors import UserError
 from training.avatar import FORMAT, Avatar, image_hash, model_id
 from training.checkpoint import load_weights, resolve_checkpoint
 from training.config import LossConfig, to_dict
@@ -92,7 +92,7 @@ def guides(frames: np.ndarray, points: np.ndarray, targets: np.ndarray, exclude_
 
 def generator_inputs(avatar: Avatar, landmark_images: Tensor, points: np.ndarray | None = None) -> Tensor:
     """What G reads for driving landmarks: the landmark images, then the warp guide when the model is warp-guided."""
-    if avatar.model.guidance == "none":
+    if not avatar.model.guided:
         return landmark_images
     if points is None:
         raise ValueError("a warp-guided avatar needs the driving landmarks (points) to build its guide")
@@ -203,7 +203,7 @@ def personalize(
             raise ValueError("pass landmark_images or points")
         landmark_images = np.stack([draw_landmarks(p, res) for p in points])
     _check_inputs(frames, landmark_images, res)
-    guided = networks.cfg.guidance == "warp"
+    guided = networks.cfg.guided
     if guided and points is None:
         raise ValueError("a warp-guided model needs the frames' landmarks (points) for its guides")
     device = _device(networks)

@@ -26,9 +26,9 @@ class Generator(nn.Module):
         self.cfg = cfg
         ch = cfg.channels
         top = cfg.resolution // 2 if cfg.subpixel else cfg.resolution  # side of the outermost feature maps
-        self.stem = conv(cfg.generator_inputs, ch(top), 4, stride=2) if cfg.subpixel else nn.Identity()
+        self.stem = conv(cfg.input_channels, ch(top), 4, stride=2) if cfg.subpixel else nn.Identity()
         self.encoder = DownTrunk(
-            ch(top) if cfg.subpixel else cfg.generator_inputs, top, ch, cfg.attention_down, norm="instance",
+            ch(top) if cfg.subpixel else cfg.input_channels, top, ch, cfg.attention_down, norm="instance",
             stop=cfg.bottleneck,
         )
         side, c = cfg.bottleneck, self.encoder.out_channels
@@ -41,7 +41,7 @@ class Generator(nn.Module):
                 decoder.append(SelfAttention(c))
         self.decoder = nn.ModuleList(decoder)
         self.out_norm = AdaIN(c)
-        self.guided = cfg.guidance == "warp"
+        self.guided = cfg.guided
         outputs, phases = 4 if self.guided else 3, 4 if cfg.subpixel else 1
         self.out_conv = conv(c, outputs * phases)
         self.shuffle = nn.PixelShuffle(2) if cfg.subpixel else nn.Identity()

@@ -14,7 +14,7 @@ from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from heads.errors import UserError
+from base.errors import UserError
 from training import distributed
 from training.checkpoint import load_state, load_weights, resolve_checkpoint, save_checkpoint
 from training.config import TrainConfig, from_dict, to_dict
@@ -209,7 +209,7 @@ def make_dataset(cfg: TrainConfig):
             data.root, cfg.k, split=data.split, resolution=cfg.model.resolution,
             augment=Augment() if data.augment else None, seed=cfg.seed, min_frames=data.min_frames,
         )
-    return WarpGuided(episodes) if cfg.model.guidance == "warp" else episodes
+    return WarpGuided(episodes) if cfg.model.guided else episodes
 
 
 def image_grid(columns: list[Tensor], rows: int = 4) -> np.ndarray:

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from heads.errors import UserError
+from base.errors import UserError
 
 
 @lru_cache(maxsize=1)
