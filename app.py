@@ -31,12 +31,10 @@ except ImportError:
 
 
 log = logging.getLogger("heads.app")
-LIMITS = LimitsConfig.from_env()
 CONCURRENCY = int(os.environ.get("HEADS_CONCURRENCY", "1"))  # animations at once; the rest wait in the queue
 QUEUE_SIZE = int(os.environ.get("HEADS_QUEUE_SIZE", "16"))
 KEEP_SECONDS = 3600  # results older than this are deleted
 OUTPUTS = Path(tempfile.gettempdir()) / "heads-app"
-PIPELINE = Pipeline(workdir=OUTPUTS / "work")
 STAGES = {"faces": "Finding faces", "personalizing": "Personalizing", "fine-tuning": "Fine-tuning",
           "landmarks": "Tracking the driving face", "rendering": "Rendering"}
 CSS = "#result video { max-height: 512px; } .notes { font-size: 0.95em; }"
@@ -73,55 +71,64 @@ def _box(x0: float | None, y0: float | None, x1: float | None, y1: float | None)
     return tuple(float(v) for v in values)
 
 
-@gpu
-def animate(photos, avatar, driving, renderer, personalization, steps, mode, expression, pose, smoothing,
-            side_by_side, paste_back, watermark, x0, y0, x1, y1, progress=gr.Progress()):  # noqa: B008
-    """The Animate button: widgets -> AnimateConfig -> Pipeline.run -> (video, notes, avatar file)."""
-    if not driving:
-        raise gr.Error("Add a driving video: upload a clip or record one with the webcam.")
-    if not photos and not avatar:
-        raise gr.Error("Add one to 32 photos of the person (or a painting), or an avatar file saved earlier.")
-    _prune()
-    run = Path(tempfile.mkdtemp(prefix="run-", dir=OUTPUTS))
-    try:
-        config = AnimateConfig(
-            driving=driving, source=tuple(photos or ()), out=str(run / "animated.mp4"), avatar=avatar,
-            save_avatar=str(run / "avatar.onnx") if renderer == "neural" else None, box=_box(x0, y0, x1, y1),
-            renderer=renderer, finetune_steps=int(steps) if personalization == "fine-tune" else 0, mode=mode,
-            expression=expression, pose=pose, smoothing=smoothing, side_by_side=side_by_side,
-            paste_back=paste_back, watermark=watermark, limits=LIMITS, progress=False,
-        )
-        result = PIPELINE.run(config, _report(progress))
-    except (UserError, ValueError) as error:
-        raise gr.Error(str(error), print_exception=False) from None
-    except Exception as error:  # anything else is a bug: log it, tell the person, keep serving
-        log.exception("animation failed")
-        raise gr.Error(f"Something went wrong on the server ({type(error).__name__}: {error}). Please try again, "
-                       "perhaps with other files.") from None
-    for notice in result.notices:
-        gr.Warning(notice)
-    notes = [f"**{result.frames} frames** at {result.fps:g} fps · {result.renderer} · "
-             f"{result.frames / max(result.seconds, 1e-9):.1f} frames/s"]
-    if result.identity is not None:
-        notes.append(f"**Identity:** {result.identity}")
-    notes += [f"- {n}" for n in result.notices]
-    avatar_file = gr.update(value=str(result.avatar) if result.avatar else None, visible=result.avatar is not None)
-    return str(result.video), "\n\n".join(notes), avatar_file
+class Animator:
+    """The Animate button's handler, holding what it runs on: made by `build`, never at import."""
+
+    def __init__(self, pipeline: Pipeline, limits: LimitsConfig):
+        self.pipeline, self.limits = pipeline, limits
+
+    def __call__(self, photos, avatar, driving, renderer, personalization, steps, mode, expression, pose, smoothing,
+                 side_by_side, paste_back, watermark, x0, y0, x1, y1, progress=gr.Progress()):  # noqa: B008
+        """The Animate button: widgets -> AnimateConfig -> Pipeline.run -> (video, notes, avatar file)."""
+        if not driving:
+            raise gr.Error("Add a driving video: upload a clip or record one with the webcam.")
+        if not photos and not avatar:
+            raise gr.Error("Add one to 32 photos of the person (or a painting), or an avatar file saved earlier.")
+        _prune()
+        run = Path(tempfile.mkdtemp(prefix="run-", dir=OUTPUTS))
+        try:
+            config = AnimateConfig(
+                driving=driving, source=tuple(photos or ()), out=str(run / "animated.mp4"), avatar=avatar,
+                save_avatar=str(run / "avatar.onnx") if renderer == "neural" else None, box=_box(x0, y0, x1, y1),
+                renderer=renderer, finetune_steps=int(steps) if personalization == "fine-tune" else 0, mode=mode,
+                expression=expression, pose=pose, smoothing=smoothing, side_by_side=side_by_side,
+                paste_back=paste_back, watermark=watermark, limits=self.limits, progress=False,
+            )
+            result = self.pipeline.run(config, _report(progress))
+        except (UserError, ValueError) as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        except Exception as error:  # anything else is a bug: log it, tell the person, keep serving
+            log.exception("animation failed")
+            raise gr.Error(f"Something went wrong on the server ({type(error).__name__}: {error}). Please try again, "
+                           "perhaps with other files.") from None
+        for notice in result.notices:
+            gr.Warning(notice)
+        notes = [f"**{result.frames} frames** at {result.fps:g} fps · {result.renderer} · "
+                 f"{result.frames / max(result.seconds, 1e-9):.1f} frames/s"]
+        if result.identity is not None:
+            notes.append(f"**Identity:** {result.identity}")
+        notes += [f"- {n}" for n in result.notices]
+        avatar_file = gr.update(value=str(result.avatar) if result.avatar else None, visible=result.avatar is not None)
+        return str(result.video), "\n\n".join(notes), avatar_file
 
 
-def build() -> gr.Blocks:
-    neural = PIPELINE.model is not None
+def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) -> gr.Blocks:
+    """The page and its events. Loads the models (through the pipeline): `main` calls it, and tests may, with a
+    pipeline of their own; importing this module builds nothing."""
+    limits = limits or LimitsConfig.from_env()
+    pipeline = pipeline or Pipeline(workdir=OUTPUTS / "work")
+    neural = pipeline.model is not None
     with gr.Blocks(title="Few-shot talking heads", delete_cache=(KEEP_SECONDS, KEEP_SECONDS)) as app:
         gr.Markdown(
             "# Few-shot talking heads\n"
             "Animate a person from one to 32 photos (or a painting) with the head motion and expressions of a "
             "driving video — Zakharov et al., *Few-Shot Adversarial Learning of Realistic Neural Talking Head "
             "Models* (ICCV 2019). Every result is marked as synthetic in its file metadata; only animate people "
-            f"who agreed to it.\n\n<small>{PIPELINE.status()}</small>"
+            f"who agreed to it.\n\n<small>{pipeline.status()}</small>"
         )
         with gr.Row():
             with gr.Column():
-                photos = gr.File(label=f"Photos of one person (1–{LIMITS.max_photos}) or a painting",
+                photos = gr.File(label=f"Photos of one person (1–{limits.max_photos}) or a painting",
                                  file_count="multiple", file_types=["image"], elem_id="photos")
                 with gr.Accordion("No face found? (paintings, drawings)", open=False):
                     gr.Markdown("Give the face box in pixels of the photo: left, top, right, bottom.")
@@ -147,8 +154,8 @@ def build() -> gr.Blocks:
                 )
                 personalization = gr.Radio(
                     [("Instant (feed-forward)", "instant"), ("Fine-tune (slower, more faithful)", "fine-tune")],
-                    value="instant", label="Personalization", interactive=PIPELINE.can_finetune,
-                    info=None if PIPELINE.can_finetune else "Fine-tuning needs torch and the PyTorch model.",
+                    value="instant", label="Personalization", interactive=pipeline.can_finetune,
+                    info=None if pipeline.can_finetune else "Fine-tuning needs torch and the PyTorch model.",
                 )
                 steps = gr.Slider(20, 400, value=100, step=10, label="Fine-tuning steps", visible=False)
                 mode = gr.Radio([("Relative (keeps the face shape)", "relative"), ("Absolute", "absolute")],
@@ -166,10 +173,11 @@ def build() -> gr.Blocks:
         gr.Examples([[[str(PORTRAIT)], str(DRIVING)]], inputs=[photos, driving],
                     label="Example (drawn by the project's own code)")
         button.click(
-            animate,
+            gpu(Animator(pipeline, limits)),
             [photos, avatar, driving, renderer, personalization, steps, mode, expression, pose, smoothing,
              side_by_side, paste_back, watermark, *box],
             [video, notes, avatar_out],
+            api_name="animate",
             concurrency_limit=CONCURRENCY,
         )
     return app
@@ -180,9 +188,10 @@ def main() -> None:
     OUTPUTS.mkdir(parents=True, exist_ok=True)
     if not (PORTRAIT.is_file() and DRIVING.is_file()):
         make_examples()
-    app = build()
+    limits = LimitsConfig.from_env()
+    app = build(limits=limits)
     app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
-    app.launch(theme=gr.themes.Soft(), css=CSS, max_file_size=f"{LIMITS.max_upload_mb:g}mb",
+    app.launch(theme=gr.themes.Soft(), css=CSS, max_file_size=f"{limits.max_upload_mb:g}mb",
                allowed_paths=[str(PORTRAIT.parent)])
 
 

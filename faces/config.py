@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from tyro.conf import Positional, arg
 
+from base.errors import ConfigError
+
 Backend = Literal["dlib", "face-alignment", "mediapipe"]
 
 
@@ -103,6 +105,14 @@ class PrepareConfig:
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     crop: CropConfig = field(default_factory=CropConfig)
 
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.min_frames < 1 or (self.max_frames is not None and self.max_frames < 1):
+            raise ConfigError("workers, min_frames and max_frames must be at least 1")
+        if not 0.0 <= self.test_fraction < 1.0 or (self.fps is not None and self.fps <= 0):
+            raise ConfigError("test_fraction must be in [0, 1) and fps positive")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError("jpeg_quality must be in 1..100")
+
 
 @dataclass(frozen=True)
 class PrepareBenchConfig:
@@ -121,3 +131,8 @@ class PrepareBenchConfig:
     detect_every: tuple[int, ...] = (1, 10)
     # Where to write the JSON results.
     out: Path = Path("runs/bench/prepare.json")
+
+    def __post_init__(self) -> None:
+        if self.clips < 1 or self.max_frames < 1 or min(self.workers, default=0) < 1 or min(self.detect_every,
+                                                                                             default=0) < 1:
+            raise ConfigError("clips, max_frames, workers and detect_every must be at least 1")

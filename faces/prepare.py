@@ -320,8 +320,6 @@ def write_manifest(dst: Path, test_fraction: float) -> list[dict]:
 
 def prepare(config: PrepareConfig) -> PrepareSummary:
     """Prepare every clip under config.src into config.dst (see the module docstring for the layout)."""
-    if config.workers < 1:
-        raise UserError("--workers must be at least 1")
     identities = read_identities(config.identities) if config.identities else None
     sources = find_sources(config.src, config.images, identities)
     dst = config.dst

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up .venv with every extra the tests exercise, lint, and run the whole suite (slow and browser tests included).
+# Set up .venv with every extra the tests exercise, lint (style, then the import layers), and run the whole suite (slow and browser tests included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE  # spinning OpenMP threads slow parallel work 10x on 2 cores
@@ -18,4 +18,5 @@ if ! command -v chromedriver >/dev/null; then
     fi
 fi
 .venv/bin/ruff check .
+.venv/bin/lint-imports --no-cache  # the layers in pyproject.toml: a back-edge fails here
 .venv/bin/pytest -q "$@"

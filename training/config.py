@@ -210,6 +210,10 @@ class TrainBenchConfig:
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     out: str = "runs/bench/train.json"
 
+    def __post_init__(self) -> None:
+        if self.batch < 1 or self.k < 1 or self.steps < 1:
+            raise ConfigError("batch, k and steps must be at least 1")
+
 
 def to_dict(config) -> dict:
     """A config as plain JSON-ready values."""

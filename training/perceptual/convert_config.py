@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from base.errors import ConfigError
+
 SourceFormat = Literal["vgg19-caffe", "vgg19-torchvision", "vggface-dag"]
 
 
@@ -20,3 +22,7 @@ class ConvertConfig:
     out: str | None = None
     """Output file; default <weights dir>/vgg19.safetensors or vggface.safetensors, where the weights dir is
     $HEADS_PERCEPTUAL_DIR, else weights/perceptual in the checkout."""
+
+    def __post_init__(self) -> None:
+        if self.out is not None and not self.out.endswith(".safetensors"):
+            raise ConfigError(f"--out must name a .safetensors file, not {self.out}")
