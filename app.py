@@ -19,6 +19,7 @@ from base.errors import UserError
 from demo.animate_config import AnimateConfig, LimitsConfig
 from demo.example_media import DRIVING, PORTRAIT, make_examples
 from demo.pipeline import Pipeline, Progress
+from training.fewshot_config import default_steps  # torch-free: the one default of the step count
 
 try:  # Hugging Face ZeroGPU Spaces lend a GPU only inside functions decorated with spaces.GPU
     import spaces
@@ -157,7 +158,7 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
                     value="instant", label="Personalization", interactive=pipeline.can_finetune,
                     info=None if pipeline.can_finetune else "Fine-tuning needs torch and the PyTorch model.",
                 )
-                steps = gr.Slider(20, 400, value=100, step=10, label="Fine-tuning steps", visible=False)
+                steps = gr.Slider(20, 400, value=default_steps(1), step=10, label="Fine-tuning steps", visible=False)
                 mode = gr.Radio([("Relative (keeps the face shape)", "relative"), ("Absolute", "absolute")],
                                 value="relative", label="Motion transfer")
             with gr.Row():
@@ -170,6 +171,7 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
                 watermark = gr.Checkbox(value=True, label="Visible 'synthetic' watermark")
         button = gr.Button("Animate", variant="primary", elem_id="animate")
         personalization.change(lambda p: gr.update(visible=p == "fine-tune"), personalization, steps)
+        photos.change(lambda files: gr.update(value=default_steps(len(files or ()) or 1)), photos, steps)
         gr.Examples([[[str(PORTRAIT)], str(DRIVING)]], inputs=[photos, driving],
                     label="Example (drawn by the project's own code)")
         button.click(

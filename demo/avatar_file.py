@@ -19,7 +19,7 @@ import numpy as np
 
 from base.errors import InputError
 from demo.engine import Engine
-from demo.sources import Crops
+from faces.source_faces import Crops
 
 SOURCES_KEY = "heads_sources"
 

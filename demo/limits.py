@@ -1,4 +1,5 @@
-"""Input checks against `LimitsConfig`, each failing with a sentence the person uploading can act on."""
+"""Checks of the driving clip against `LimitsConfig`, each failing with a sentence the person uploading can act on
+(the source photos are checked in `faces.source_faces`)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,9 @@ import math
 from pathlib import Path
 
 from base.errors import InputError
-from demo.animate_config import LimitsConfig
+from faces.config import LimitsConfig
+from faces.source_faces import check_file
 from faces.video import VideoError, VideoInfo, probe
-
-
-def check_file(path: str | Path, limits: LimitsConfig, what: str) -> Path:
-    """`path` as a Path once it exists, is not empty and is within the upload size limit."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"The {what} {path.name} was not found (was the upload interrupted?).")
-    size = path.stat().st_size
-    if size == 0:
-        raise InputError(f"The {what} {path.name} is empty (0 bytes).")
-    if size > limits.max_upload_mb * 1e6:
-        raise InputError(
-            f"The {what} {path.name} is {size / 1e6:.0f} MB; this server accepts at most {limits.max_upload_mb:.0f} MB."
-        )
-    return path
 
 
 def driving_info(path: str | Path, limits: LimitsConfig) -> tuple[VideoInfo, int, list[str]]:

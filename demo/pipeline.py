@@ -30,15 +30,15 @@ from demo.avatar_file import attach_sources, bake_embedding, read_sources
 from demo.compose import shrink, side_by_side, tag_synthetic, watermark
 from demo.engine import Engine, SessionSettings
 from demo.identity import IdentityMeter, IdentityScore
-from demo.limits import check_file, cut_notice, driving_info
+from demo.limits import cut_notice, driving_info
 from demo.renderers import ModelFolder, NeuralRenderer, WarpRenderer
-from demo.sources import SourceFace, crops, load_faces
 from demo.weights import resolve_weights
 from faces.config import DetectorConfig, SmoothingConfig
 from faces.detect import LandmarkDetector, load_detector
 from faces.landmark_image import draw_landmarks
 from faces.motion import MotionConfig, retarget
 from faces.smoothing import smooth_landmarks
+from faces.source_faces import SourceFace, check_file, crops, load_faces
 from faces.track import FaceTracker
 from faces.video import VideoError, VideoReader, VideoWriter
 

@@ -14,9 +14,9 @@ import onnxruntime as ort
 
 from base.errors import InputError
 from demo.engine import ACCELERATED, Engine, SessionSettings
-from demo.sources import Crops
 from faces.guide import pack_guide
 from faces.landmark_image import draw_landmarks
+from faces.source_faces import Crops
 from faces.warp import MultiSourceWarp
 
 AUTO_MIN_SSIM = 0.95  # below this, a faster variant visibly changes the face: auto keeps fp32

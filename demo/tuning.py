@@ -9,7 +9,7 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
-from demo.sources import Crops
+from faces.source_faces import Crops
 
 TORCH_SUBFOLDER = "torch"  # inside a weights folder: the PyTorch model (save_pretrained) that fine-tuning starts from
 

@@ -8,12 +8,10 @@ and bf16 are also scored by SSIM against the fp32 frames on synthetic faces.
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from base.bench_report import BenchReport
 from contract.graphs import graph_inputs
 from demo.engine import OnnxModel, SessionSettings, to_uint8
 from export_onnx.config import InferBenchConfig
@@ -61,7 +60,9 @@ def generator_flops(G: Generator) -> int:
 
 
 def gemm_gflops(seconds: float) -> float:
-    """fp32 GEMM rate of torch.matmul on 2048² matrices with the current thread count."""
+    """fp32 GEMM rate of torch.matmul on 2048² matrices with the current thread count: the roofline of the cases,
+    as it uses the same library and threads as the timed renderers (the report's machine section holds numpy's rate,
+    measured once at the start, which describes the machine rather than these cases)."""
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     return 2 * 2048**3 / seconds_per_call(lambda: a @ b, min_seconds=seconds) / 1e9
 
@@ -190,6 +191,7 @@ def _targets(results: list[dict]) -> dict:
 
 
 def bench_infer(cfg: InferBenchConfig) -> dict:
+    report = BenchReport("infer", cfg)
     threads = cfg.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     results = []
@@ -206,30 +208,19 @@ def bench_infer(cfg: InferBenchConfig) -> dict:
         nets = Networks.build(_candidate(spec), with_discriminator=False)
         results.append(_case(nets, f"candidate {spec}", "random", replace(cfg, engines=("ort-fp32", "ort-int8")),
                              threads))
-    report = {
-        "benchmark": "infer",
-        "machine": platform.processor() or platform.machine(),
-        "threads": threads,
-        "load_average_1_5_15min_at_end": [round(v, 2) for v in os.getloadavg()],  # other work competing for the cores
-        "torch": torch.__version__,
-        "onnxruntime": ort.__version__,
-        "config": json.loads(json.dumps(asdict(cfg), default=str)),
-        "results": results,
-        "targets": _targets(results),
-    }
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    cfg.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(markdown(report))
-    print(f"wrote {cfg.out}")
-    return report
+    written = report.write(cfg.out, versions={"torch": torch.__version__, "onnxruntime": ort.__version__},
+                           threads=threads, results=results, targets=_targets(results))
+    print(markdown(written))
+    return written
 
 
 def markdown(report: dict) -> str:
     """The report as the Markdown table of docs/inference.md."""
     lines = [
-        f"{report['threads']} threads, torch {report['torch']}, onnxruntime {report['onnxruntime']}; load average "
-        f"at the end {report['load_average_1_5_15min_at_end']}. GEMM: fp32 torch.matmul rate (2048², same threads) "
-        "measured right before each model's cases. onnxruntime batches "
+        f"{report['threads']} threads, torch {report['versions']['torch']}, onnxruntime "
+        f"{report['versions']['onnxruntime']}; 1-minute load average {report['machine']['load_average']['start'][0]} "
+        f"at the start, {report['machine']['load_average']['end'][0]} at the end. GEMM: fp32 torch.matmul rate "
+        "(2048², same threads) measured right before each model's cases. onnxruntime batches "
         + ("split over 1-thread sessions, one per thread." if report["config"].get("split_batches", True)
            else "in one session with all threads."),
         "",

@@ -1,4 +1,5 @@
-"""Options of `heads export` and `heads bench infer`. Torch-free, so that `heads --help` stays fast."""
+"""Options of `heads export`, `heads bench infer` and `heads bench animate`. Torch-free, so that `heads --help` stays
+fast."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from base.errors import ConfigError
+from demo.animate_config import Precision
 from training.config import MODEL_PRESETS
 
 Variant = Literal["fp16", "int8"]
@@ -74,3 +76,30 @@ class InferBenchConfig:
         for spec in self.candidates:
             if len(spec.split(",")) != 4 or not all(v.strip().isdigit() for v in spec.split(",")):
                 raise ConfigError(f"candidate {spec!r} is not base,max,res_blocks,bottleneck")
+
+
+@dataclass(frozen=True)
+class AnimateBenchConfig:
+    """End-to-end frames/s of `heads animate` (decode, landmarks, adaptation, render, encode) per renderer.
+
+    Here rather than beside `AnimateConfig` in demo/ because, without --weights, the benchmark exports random-weight
+    models, which only this layer (above both training and demo) may do."""
+
+    driving: str | None = None
+    """Driving clip; default: the first driving clip listed in ../shared/media/MANIFEST.tsv."""
+    source: str | None = None
+    """Source photo; default: the first portrait photo listed there."""
+    frames: int = 150
+    """Frames of the clip to animate per case."""
+    renderers: tuple[str, ...] = ("warp-256", "neural-compact-128", "neural-compact256-256")
+    """warp-R: the warp renderer at R px; neural-PRESET-R: that preset at R px (random weights, exported to ONNX,
+    when no trained model is given with --weights)."""
+    weights: str | None = None
+    """A model folder made by `heads export` to time instead of random weights."""
+    precisions: tuple[Precision, ...] = ("fp32", "int8")
+    """Generator variants to time in each neural case."""
+    out: Path = Path("runs/bench/animate.json")
+
+    def __post_init__(self) -> None:
+        if self.frames < 2:
+            raise ConfigError("frames must be at least 2")

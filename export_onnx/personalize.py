@@ -42,7 +42,7 @@ def finetune_to_onnx(
     if networks.D is None:
         raise InputError(f"{model} has no discriminator (D.safetensors), which fine-tuning needs.")
     progress(0, steps)
-    avatar = personalize(networks, frames, None, steps, FinetuneSettings(steps=steps), points, on_step=progress)
+    avatar = personalize(networks, frames, None, FinetuneSettings(steps=steps), points, on_step=progress)
     meta = {"model_id": model_id, "T": len(frames), "steps": steps,
             "provenance": f"heads app fine-tuning of {model} ({steps} steps, T={len(frames)})"}
     export_personalized(avatar.generator_for(networks), avatar.psi, out, meta)

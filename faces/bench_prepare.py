@@ -6,14 +6,16 @@ number includes decoding, detection or tracking, smoothing, cropping, JPEG writi
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import platform
 import resource
 import tempfile
 from pathlib import Path
 
+import av
+import cv2
+
+from base.bench_report import BenchReport
 from base.errors import UserError
 from faces.config import PrepareBenchConfig, PrepareConfig, TrackConfig
 from faces.prepare import prepare
@@ -40,6 +42,7 @@ def bench_prepare(config: PrepareBenchConfig) -> dict:
     """Wall-clock frames/s, plus frames per CPU-second: on a shared machine the wall clock measures the other
     jobs too, while CPU time shows what the run itself costs (an idle N-core machine gives about N times it)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    report = BenchReport("prepare", config)
     clips = pick_clips(config.src, config.clips)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:
@@ -74,18 +77,8 @@ def bench_prepare(config: PrepareBenchConfig) -> dict:
                 }
                 print(json.dumps(result))
                 results.append(result)
-    report = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_average": [round(x, 2) for x in os.getloadavg()],
-            "python": platform.python_version(),
-            "processor": platform.machine(),
-        },
-        "config": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
-        "clips": [{"file": str(c), **{k: getattr(probe(c), k) for k in ("width", "height", "fps")}} for c in clips],
-        "results": results,
-    }
-    config.out.parent.mkdir(parents=True, exist_ok=True)
-    config.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"heads bench prepare: wrote {config.out}")
-    return report
+    return report.write(
+        config.out, versions={"av": av.__version__, "opencv": cv2.__version__},
+        clips=[{"file": str(c), **{k: getattr(probe(c), k) for k in ("width", "height", "fps")}} for c in clips],
+        results=results,
+    )

@@ -6,7 +6,6 @@ Runs on a procedural face and a noise texture, so it needs neither media nor a f
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from base.bench_report import BenchReport
 from base.errors import ConfigError
 from faces.warp import PiecewiseAffineWarp
 
@@ -91,16 +91,10 @@ def _time_size(size: int, frames: int, rng: np.random.Generator) -> dict[str, fl
 
 def bench_warp(config: WarpBenchConfig) -> dict:
     """Time every size, write the JSON to `config.out` and print it; medians over `config.frames` frames."""
+    report = BenchReport("warp", config)
     rng = np.random.default_rng(0)
-    result = {
-        "per_frame": {str(size): _time_size(size, config.frames, rng) for size in config.sizes},
-        "frames": config.frames,
-        "opencv": cv2.__version__,
-        "opencv_threads": cv2.getNumThreads(),
-        "machine": platform.processor() or platform.machine(),
-    }
-    config.out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=2)
-    config.out.write_text(text + "\n")
-    print(text)
-    return result
+    per_frame = {str(size): _time_size(size, config.frames, rng) for size in config.sizes}
+    written = report.write(config.out, versions={"opencv": cv2.__version__}, opencv_threads=cv2.getNumThreads(),
+                           per_frame=per_frame)
+    print(json.dumps(written, indent=2))
+    return written

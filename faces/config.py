@@ -5,7 +5,8 @@ Importable without torch, OpenCV or dlib, so that the CLI parses options before 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,6 +15,9 @@ from tyro.conf import Positional, arg
 from base.errors import ConfigError
 
 Backend = Literal["dlib", "face-alignment", "mediapipe"]
+MAX_SHOTS = 32
+"""The most source images of one person (T: photos, or frames of a clip) anything here takes: the paper's largest
+T. The one limit behind `heads finetune`, `heads evaluate`, the app's photo count and `personalize`."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,45 @@ class CropConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """What one request may ask of the machine; everything above a limit fails (or is cut) with a clear message.
+
+    Read by the source-face loader (`faces.source_faces`) as well as by the demo, hence its home here.
+    """
+
+    max_seconds: float = 30.0
+    """Driving clips longer than this are cut to their first max_seconds (with a notice)."""
+    max_frames: int | None = None
+    """Also cut after this many frames (None: no cap besides max_seconds); tests and benchmarks use it."""
+    max_video_side: int = 2160
+    """Driving clips whose long side exceeds this many pixels are refused (decoding them would be too slow)."""
+    max_image_side: int = 2048
+    """Larger photos are shrunk to this long side on loading: detection and cropping need no more."""
+    max_upload_mb: float = 200.0
+    """Largest photo, driving clip or avatar file accepted, in megabytes."""
+    max_photos: int = MAX_SHOTS
+    """Most source photos per request (1 to MAX_SHOTS)."""
+
+    def __post_init__(self) -> None:
+        if self.max_seconds <= 0 or self.max_video_side < 64 or self.max_image_side < 64 or self.max_upload_mb <= 0:
+            raise ConfigError("limits must be positive (video and image sides at least 64 px)")
+        if not 1 <= self.max_photos <= MAX_SHOTS:
+            raise ConfigError(f"max_photos must be in 1..{MAX_SHOTS}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ConfigError("max_frames must be at least 1")
+
+    @classmethod
+    def from_env(cls, prefix: str = "HEADS_") -> LimitsConfig:
+        """Defaults overridden by environment variables such as HEADS_MAX_SECONDS=20 (how a Space configures it)."""
+        values = {}
+        for f in fields(cls):
+            raw = os.environ.get(prefix + f.name.upper())
+            if raw not in (None, ""):
+                values[f.name] = float(raw) if f.name in ("max_seconds", "max_upload_mb") else int(raw)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class PrepareConfig:
     """Turn videos (VoxCeleb layout or any folder) into face crops, landmarks and a manifest for training."""
 
@@ -108,8 +151,8 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         if self.workers < 1 or self.min_frames < 1 or (self.max_frames is not None and self.max_frames < 1):
             raise ConfigError("workers, min_frames and max_frames must be at least 1")
-        if not 0.0 <= self.test_fraction < 1.0 or (self.fps is not None and self.fps <= 0):
-            raise ConfigError("test_fraction must be in [0, 1) and fps positive")
+        if not 0.0 <= self.test_fraction <= 1.0 or (self.fps is not None and self.fps <= 0):
+            raise ConfigError("test_fraction must be in [0, 1] and fps positive")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError("jpeg_quality must be in 1..100")
 

@@ -63,7 +63,7 @@ COMMANDS: dict[str, Command] = {
         "Animate 1-32 photos, a painting or a saved avatar with a driving video -> mp4 (what the web app does).",
     ),
     "bench animate": Command(
-        "demo.animate_config:AnimateBenchConfig", "demo.bench_animate:bench_animate",
+        "export_onnx.config:AnimateBenchConfig", "export_onnx.bench_animate:bench_animate",
         "End-to-end frames/s of animate (decode, landmarks, adaptation, render, encode) per renderer, as JSON.",
     ),
     "bench warp": Command(

@@ -23,10 +23,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from demo.animate_config import AnimateConfig, LimitsConfig
+from demo.animate_config import AnimateConfig
 from demo.compose import fit_height
 from demo.example_media import DRIVING, PORTRAIT
 from demo.pipeline import Pipeline, Result
+from faces.config import LimitsConfig
 from faces.landmark_image import draw_landmarks
 
 ROOT = Path(__file__).resolve().parents[1]

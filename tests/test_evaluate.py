@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -11,12 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
+from base.errors import ConfigError
 from faces.config import CropConfig, PrepareConfig
 from faces.prepare import prepare
 from heads.cli import main
 from training.config import ModelConfig
 from training.data import SyntheticEpisodes, to_uint8
 from training.evaluate import (
+    COLUMNS,
     Clip,
     append_jsonl,
     load_clips,
@@ -26,6 +30,8 @@ from training.evaluate import (
     warp_frames,
     write_tables,
 )
+from training.fewshot_config import METRICS, EvaluateConfig
+from training.metrics.registry import METRICS as REGISTRY
 from training.models import Networks
 
 CLIPS = ("LivePortrait/assets/examples/driving/d18.mp4", "LivePortrait/assets/examples/driving/d19.mp4")
@@ -61,6 +67,19 @@ def test_scores_of_a_perfect_reconstruction():
     clip = synthetic_clip()
     result = score(clip.frames[:4], clip.frames[:4], clip.points[:4], ("ssim", "lpips"), "dlib")
     assert result["ssim"] == pytest.approx(1.0) and result["lpips"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_metrics_come_from_one_registry():
+    """Names, table headers and the per-clip/pooled split all read training/metrics/registry.py."""
+    assert METRICS == tuple(REGISTRY) == tuple(name for name, _ in COLUMNS if name in REGISTRY)
+    assert dict(COLUMNS)["fid"] == "FID↓" and dict(COLUMNS)["mouth"] == "mouth r↑"
+    assert [name for name, m in REGISTRY.items() if m.pooled] == ["fid"]
+    with pytest.raises(ConfigError, match="unknown metrics: psnr; choose from ssim"):
+        EvaluateConfig("model", "data", metrics=("ssim", "psnr"))
+    code = ("import sys; from heads.cli import parse; "
+            "cmd, cfg, dry = parse(['evaluate', '--model', 'm', '--data', 'd', '--metrics', 'fid', 'akd']); "
+            "assert cfg.metrics == ('fid', 'akd'); assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_tables_and_jsonl(tmp_path):

@@ -67,7 +67,7 @@ def test_finetuning_reconstructs_the_person_and_leaves_the_model_alone(networks)
     p, other = person(0, 4), person(1, 4)
     before = {name: state(m) for name, m in networks.modules().items()}
     ff = personalize(networks, p["frames"], p["landmark_images"])
-    ft = personalize(networks, p["frames"], p["landmark_images"], steps=60, settings=FAST)
+    ft = personalize(networks, p["frames"], p["landmark_images"], settings=replace(FAST, steps=60))
     for name, m in networks.modules().items():  # the meta-learned model is shared by every avatar: untouched
         for key, value in m.state_dict().items():
             torch.testing.assert_close(value, before[name][key], msg=f"{name}.{key} changed")
@@ -87,19 +87,19 @@ def test_finetuning_is_seeded(networks):
     p = person(2, 3)
     settings = FinetuneSettings(batch=2, loss=LossConfig(perceptual=("dlib",), random_perceptual=True))
     calls: list[tuple[int, int]] = []
-    a = personalize(networks, p["frames"], p["landmark_images"], steps=2, settings=settings,
+    a = personalize(networks, p["frames"], p["landmark_images"], settings=replace(settings, steps=2),
                     on_step=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 2), (2, 2)]  # the app's fine-tuning progress bar counts real steps
-    b = personalize(networks, p["frames"], p["landmark_images"], steps=2, settings=settings)
+    b = personalize(networks, p["frames"], p["landmark_images"], settings=replace(settings, steps=2))
     torch.testing.assert_close(a.psi, b.psi, rtol=0, atol=0)
-    c = personalize(networks, p["frames"], p["landmark_images"], steps=2, settings=replace(settings, seed=1))
+    c = personalize(networks, p["frames"], p["landmark_images"], settings=replace(settings, steps=2, seed=1))
     assert not torch.equal(a.psi, c.psi)
 
 
 def test_avatar_folder_round_trip(networks, tmp_path):
     p = person(0, 2)
     for steps in (0, 2):
-        avatar = personalize(networks, p["frames"], p["landmark_images"], steps=steps, settings=FAST)
+        avatar = personalize(networks, p["frames"], p["landmark_images"], settings=replace(FAST, steps=steps))
         loaded = Avatar.load(avatar.save(tmp_path / f"avatar-{steps}"))
         info = json.loads((tmp_path / f"avatar-{steps}" / "avatar.json").read_text())
         assert info == loaded.info == avatar.info
@@ -123,7 +123,7 @@ def test_warp_guided_model_personalizes_from_points(tmp_path):
     with pytest.raises(ValueError, match="landmarks"):
         personalize(guided, p["frames"], p["landmark_images"])
     for steps in (0, 2):
-        avatar = personalize(guided, p["frames"], None, steps=steps, settings=FAST, points=p["points"])
+        avatar = personalize(guided, p["frames"], None, settings=replace(FAST, steps=steps), points=p["points"])
         assert avatar.sources["source_frames"].shape == (3, 64, 64, 3)
         loaded = Avatar.load(avatar.save(tmp_path / "guided"))
         out = render(guided, loaded, p["landmark_images"], p["points"])
@@ -178,4 +178,4 @@ def test_heads_finetune_on_photos_and_a_video(media, networks, tmp_path, capsys)
     with pytest.raises(SystemExit) as exit_:
         main(["finetune", "--model", str(tmp_path / "model"), "--images",
               str(media / "LivePortrait/assets/examples/source/s22.jpg"), "--out", str(tmp_path / "x")])
-    assert exit_.value.code == 2 and "no face found" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "No human face was found" in capsys.readouterr().err

@@ -5,7 +5,8 @@ import torch
 from training.config import LossConfig, ModelConfig, TrainConfig
 from training.data import SyntheticEpisodes
 from training.losses import ContentLoss, feature_matching, hinge_d, match
-from training.train import MetaLearner, discriminator_loss
+from training.phases import discriminator_loss
+from training.train import MetaLearner
 
 
 def test_hinge_by_hand():

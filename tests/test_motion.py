@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from dlib_points import landmarks
 
+from base.errors import ConfigError
 from faces.bench_warp import synthetic_face
 from faces.motion import (
     STABLE,
@@ -137,7 +138,7 @@ def test_neutral_frame_prefers_a_closed_frontal_mouth():
 
 def test_bad_input_is_refused_clearly():
     track, _, _ = _driver_track(4)
-    with pytest.raises(ValueError, match="expression_strength"):
+    with pytest.raises(ConfigError, match="expression_strength"):
         MotionConfig(expression_strength=3.0)
     bad = track.copy()
     bad[1, 3] = np.nan

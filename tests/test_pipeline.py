@@ -14,11 +14,12 @@ import pytest
 from PIL import Image
 
 from base.errors import InputError
-from demo.animate_config import AnimateConfig, LimitsConfig
+from demo.animate_config import AnimateConfig
 from demo.compose import SYNTHETIC_TAG
 from demo.pipeline import Pipeline, Progress
-from demo.sources import load_faces
+from faces.config import LimitsConfig
 from faces.detect import load_detector
+from faces.source_faces import load_faces
 from faces.video import probe, read_frames
 
 pytestmark = pytest.mark.media

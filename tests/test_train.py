@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from base.errors import ConfigError
 from heads.cli import main as heads_main
 from training.checkpoint import list_checkpoints
 from training.config import DataConfig, LossConfig, ModelConfig, TrainConfig
-from training.train import MetaLearner, TrainingDiverged, train
+from training.phases import TrainingDiverged
+from training.train import MetaLearner, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,14 +115,14 @@ def test_warp_guided_variant_trains(tmp_path):
 
 def test_guide_dropout_blanks_a_share_of_the_guides():
     """Blanked guides read as a black warp with an empty mask (-1 everywhere); the others pass unchanged."""
-    from training.train import generator_input
+    from training.phases import generator_input
 
     torch.manual_seed(0)
     y, guide = torch.zeros(400, 3, 4, 4), torch.rand(400, 4, 4, 4) * 0.5
-    out = generator_input(y, {"guide": guide}, guide_dropout=0.25)
+    out = generator_input(y, guide, guide_dropout=0.25)
     blank = (out[:, 3:] == -1).flatten(1).all(1)
     assert 70 < int(blank.sum()) < 130
     assert torch.equal(out[~blank, 3:], guide[~blank]) and torch.equal(out[:, :3], y)
-    assert torch.equal(generator_input(y, {"guide": guide}), torch.cat([y, guide], 1))
-    with pytest.raises(ValueError, match="guide_dropout"):
+    assert torch.equal(generator_input(y, guide), torch.cat([y, guide], 1))
+    with pytest.raises(ConfigError, match="guide_dropout"):
         TrainConfig(guide_dropout=1.0)

@@ -39,12 +39,6 @@ def model_id(networks: Networks) -> str:
     return digest.hexdigest()[:16]
 
 
-def image_hash(data: bytes | np.ndarray) -> str:
-    """SHA-256 of a source image: its file's bytes, or the raw pixels of an in-memory crop."""
-    raw = data if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes()
-    return hashlib.sha256(raw).hexdigest()
-
-
 @dataclass
 class Avatar:
     psi: torch.Tensor  # (1, psi_size)

@@ -5,16 +5,17 @@ Each preset runs in a fresh process so that its peak memory is its own.
 
 from __future__ import annotations
 
-import os
 import resource
 import time
 
 import torch
 
-from training.benchmarking import per_preset, write_report
+from base.bench_report import BenchReport
+from training.benchmarking import per_preset
 from training.config import MODEL_PRESETS, LossConfig, TrainBenchConfig, TrainConfig, to_dict
 from training.data import SyntheticEpisodes
-from training.train import MetaLearner, resolve_device
+from training.phases import resolve_device
+from training.train import MetaLearner
 
 
 def _measure(cfg: TrainBenchConfig, preset: str) -> dict:
@@ -53,9 +54,10 @@ def _measure(cfg: TrainBenchConfig, preset: str) -> dict:
 
 
 def bench_train(cfg: TrainBenchConfig) -> dict:
-    load_before = os.getloadavg()[0]
+    report = BenchReport("train", cfg)
     results = per_preset(_measure, cfg, cfg.presets)
     for r in results:
         print(f"{r['preset']}: {r['iterations_per_second']:.3f} it/s, {r['images_per_second']:.2f} images/s, "
               f"{r['peak_memory_mb']:.0f} MB")
-    return write_report("train", str(resolve_device(cfg.device)), cfg, results, cfg.out, load_before)
+    return report.write(cfg.out, versions={"torch": torch.__version__}, device=str(resolve_device(cfg.device)),
+                        threads=torch.get_num_threads(), results=results)

@@ -7,19 +7,19 @@ a fresh process so that one preset's allocations do not slow the next.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 
 import torch
 
-from training.benchmarking import per_preset, write_report
+from base.bench_report import BenchReport
+from training.benchmarking import per_preset
 from training.config import MODEL_PRESETS
 from training.data import SyntheticEpisodes, to_tensor, to_uint8
 from training.fewshot_config import FinetuneBenchConfig
 from training.finetune import FineTuner, embed, personalize
 from training.models import Networks
-from training.train import resolve_device
+from training.phases import resolve_device
 
 
 def _measure(cfg: FinetuneBenchConfig, preset: str) -> list[dict]:
@@ -66,6 +66,7 @@ def _measure(cfg: FinetuneBenchConfig, preset: str) -> list[dict]:
 
 
 def bench_finetune(cfg: FinetuneBenchConfig) -> dict:
-    load_before = os.getloadavg()[0]
+    report = BenchReport("finetune", cfg)
     results = [row for rows in per_preset(_measure, cfg, cfg.presets) for row in rows]
-    return write_report("finetune", str(resolve_device(cfg.device)), cfg, results, cfg.out, load_before)
+    return report.write(cfg.out, versions={"torch": torch.__version__}, device=str(resolve_device(cfg.device)),
+                        threads=torch.get_num_threads(), results=results)

@@ -1,17 +1,12 @@
-"""What every torch benchmark shares: one fresh process per model preset, and one JSON report layout."""
+"""What every torch benchmark shares: one fresh process per model preset. (The report layout every benchmark shares,
+torch or not, is base.bench_report.)"""
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
-import os
-import platform
 from collections.abc import Callable
-from pathlib import Path
 
-import torch
-
-from training.config import MODEL_PRESETS, to_dict
+from training.config import MODEL_PRESETS
 
 
 def _worker(measure: Callable, cfg, preset: str, queue) -> None:
@@ -33,22 +28,3 @@ def per_preset(measure: Callable, cfg, presets: tuple[str, ...]) -> list:
         results.append(queue.get())
         proc.join()
     return results
-
-
-def write_report(name: str, device: str, cfg, results: list, out: str | Path, load_before: float) -> dict:
-    """The JSON every `heads bench` of torch code writes, with the load average since the other work matters here."""
-    report = {
-        "benchmark": name,
-        "device": device,
-        "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "load_average": [load_before, os.getloadavg()[0]],  # 1-minute, at start and end
-        "config": to_dict(cfg),
-        "results": results,
-    }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-    return report

@@ -24,25 +24,16 @@ from faces.landmark_image import draw_landmarks
 from faces.warp import MultiSourceWarp
 from training.avatar import model_id
 from training.config import to_dict
-from training.fewshot_config import EvaluateConfig, FinetuneSettings
+from training.fewshot_config import FEED_FORWARD, EvaluateConfig, FinetuneSettings
 from training.finetune import load_networks, personalize, render
-from training.metrics.akd import akd, detect_landmarks, normalized_landmark_error
-from training.metrics.csim import csim
-from training.metrics.fid import fid_from_features, inception_features
-from training.metrics.motion import opening_correlation
-from training.metrics.perceptual import perceptual_distance
-from training.metrics.ssim import ssim
+from training.metrics.registry import METRICS, NOTE_HEADERS, Sample
 from training.models import Networks
+from training.phases import resolve_device
 from training.prepared import PreparedEpisodes
-from training.train import resolve_device
 
 LABELS = {"still": "still frame", "warp": "warp", "ff": "FF", "ft": "FT"}
-# Table columns: (key, header); ↑ higher is better, ↓ lower is better.
-COLUMNS = (
-    ("ssim", "SSIM↑"), ("lpips", "LPIPS-dlib↓"), ("csim", "CSIM↑"), ("fid", "FID↓"), ("akd", "AKD↓"),
-    ("nme", "NME↓"), ("mouth", "mouth r↑"), ("eye", "eye r↑"), ("detected", "detected↑"),
-)
-LANDMARK_METRICS = ("akd", "nme", "mouth", "eye")
+# Table columns (key, header), all of them from the metric registry: every metric, then the notes shown.
+COLUMNS = (*((name, metric.header) for name, metric in METRICS.items()), *NOTE_HEADERS.items())
 
 
 @dataclass
@@ -78,26 +69,12 @@ def warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.nda
 
 def score(fake: np.ndarray, real: np.ndarray, driving: np.ndarray, metrics: tuple[str, ...],
           lpips_net: str) -> dict[str, float]:
-    """Per-clip metrics of one method: (N, R, R, 3) uint8 generated and real frames, (N, 68, 2) driving landmarks."""
-    out: dict[str, float] = {}
-    if "ssim" in metrics:
-        out["ssim"] = float(ssim(fake, real).mean())
-    if "lpips" in metrics:
-        out["lpips"] = float(perceptual_distance(fake, real, lpips_net).mean())
-    if "csim" in metrics:
-        values, fallbacks = csim(fake, real)
-        out["csim"], out["csim_unaligned"] = float(values.mean()), fallbacks / (2 * len(fake))
-    if any(m in metrics for m in LANDMARK_METRICS):
-        detected = detect_landmarks(fake)
-        out["detected"] = float(np.isfinite(detected).all((1, 2)).mean())
-        values = {
-            "akd": lambda: akd(detected, driving, fake.shape[1]),
-            "nme": lambda: normalized_landmark_error(detected, driving),
-            "mouth": lambda: opening_correlation(detected, driving, "mouth"),
-            "eye": lambda: opening_correlation(detected, driving, "eye"),
-        }
-        out.update({m: values[m]() for m in LANDMARK_METRICS if m in metrics})
-    return out
+    """The per-clip metrics among `metrics` for one method: (N, R, R, 3) uint8 generated and real frames, (N, 68, 2)
+    driving landmarks; their notes (e.g. the share of frames with a detected face) come along. Pooled metrics (FID)
+    are left to `evaluate_clips`, as they need every clip."""
+    sample = Sample(fake, real, driving, lpips_net)
+    out = {name: METRICS[name].per_clip(sample) for name in metrics if not METRICS[name].pooled}
+    return {**out, **sample.notes}
 
 
 def _grid(clip: Clip, personal: np.ndarray, holdout: np.ndarray, outputs: dict[str, np.ndarray],
@@ -146,8 +123,8 @@ def generate(networks: Networks, clip: Clip, method: str, personal: np.ndarray, 
         return still_frames(clip, personal, holdout)
     if method == "warp":
         return warp_frames(clip, personal, holdout)
-    steps = 0 if method == "ff" else tune.resolved_steps(len(personal))
-    avatar = personalize(networks, clip.frames[personal], clip.landmark_images[personal], steps, tune,
+    settings = FEED_FORWARD if method == "ff" else tune
+    avatar = personalize(networks, clip.frames[personal], clip.landmark_images[personal], settings,
                          clip.points[personal], progress=progress)
     return render(networks, avatar, clip.landmark_images[holdout], clip.points[holdout])
 
@@ -158,21 +135,24 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def _fid_key(method: str, t: int) -> tuple[str, int | None]:
+def _pool_key(method: str, t: int) -> tuple[str, int | None]:
+    """The still frame does not depend on T: its frames are pooled once per clip, under every T alike."""
     return method, None if method == "still" else t
 
 
 def evaluate_clips(networks: Networks, clips: list[Clip], cfg: EvaluateConfig, out: Path) -> list[dict]:
-    """Run every method on every clip; returns the table rows (per-clip means; FID over all clips)."""
+    """Run every method on every clip; returns the table rows (per-clip means; pooled metrics over all clips)."""
     per_clip: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    features: dict[tuple[str, int | None] | str, list[np.ndarray]] = defaultdict(list)
+    pooled = [name for name in cfg.metrics if METRICS[name].pooled]
+    # (metric, "real" or _pool_key(method, T)) -> per-clip features
+    features: dict[tuple[str, object], list[np.ndarray]] = defaultdict(list)
     (out / "grids").mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(clips) * len(cfg.shots), disable=not cfg.progress, unit="run", desc="evaluate")
     for clip in clips:
         personal_sets, holdout = split_frames(len(clip.frames), cfg.shots, cfg.holdout)
         real, driving = clip.frames[holdout], clip.points[holdout]
-        if "fid" in cfg.metrics:
-            features["real"].append(inception_features(real))
+        for name in pooled:
+            features[(name, "real")].append(METRICS[name].features(real))
         cache: dict[str, tuple[np.ndarray, dict]] = {}  # the still frame does not depend on T: made and scored once
         for t in cfg.shots:
             personal, outputs = personal_sets[t], {}
@@ -182,8 +162,8 @@ def evaluate_clips(networks: Networks, clips: list[Clip], cfg: EvaluateConfig, o
                 else:
                     images = generate(networks, clip, method, personal, holdout, cfg.tune, cfg.progress)
                     result = score(images, real, driving, cfg.metrics, cfg.lpips_net)
-                    if "fid" in cfg.metrics:
-                        features[_fid_key(method, t)].append(inception_features(images))
+                    for name in pooled:
+                        features[(name, _pool_key(method, t))].append(METRICS[name].features(images))
                     if method == "still":
                         cache[method] = (images, result)
                 outputs[method] = images
@@ -199,9 +179,10 @@ def evaluate_clips(networks: Networks, clips: list[Clip], cfg: EvaluateConfig, o
             results = per_clip[(method, t)]
             row = {"method": LABELS[method], "T": t, "videos": len(results)}
             row.update({key: _mean([r[key] for r in results]) for key in results[0]})
-            if "fid" in cfg.metrics:
-                fake = np.concatenate(features[_fid_key(method, t)])
-                row["fid"] = fid_from_features(np.concatenate(features["real"]), fake)
+            for name in pooled:
+                real_features = np.concatenate(features[(name, "real")])
+                fake_features = np.concatenate(features[(name, _pool_key(method, t))])
+                row[name] = METRICS[name].pool(real_features, fake_features)
             rows.append(row)
     with open(out / "per_video.jsonl", "w") as f:
         for (method, t), results in per_clip.items():

@@ -6,15 +6,16 @@ avatar it produced.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from base.errors import ConfigError
+from faces.config import MAX_SHOTS
 from training.config import LossConfig
+from training.metrics.registry import METRICS as METRIC_REGISTRY
 
-MAX_SHOTS = 32
 METHODS = ("still", "warp", "ff", "ft")
-METRICS = ("ssim", "lpips", "csim", "fid", "akd", "nme", "mouth", "eye")
+METRICS = tuple(METRIC_REGISTRY)  # every metric, in the results table's order
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,9 @@ class FinetuneSettings:
     one person's T frames with L_CNT + L_ADV and L_DSC, starting from the meta-learned weights."""
 
     steps: int | None = None
-    """Optimisation steps; unset: `default_steps(T, batch)`, about 40 passes over the T frames, 100 to 400."""
+    """Fine-tuning steps: 0 is feed-forward (ψ = P·ê_NEW, nothing trained, well under a second), N fine-tunes for N
+    steps; unset: `default_steps(T, batch)`. The same option as `heads animate --finetune-steps` and the app's
+    slider."""
     batch: int = 4
     """Target frames per step, drawn from the T frames with replacement."""
     lr_g: float = 5e-5
@@ -43,13 +46,20 @@ class FinetuneSettings:
             raise ConfigError("batch must be >= 1 and steps >= 0")
 
     def resolved_steps(self, shots: int) -> int:
+        """The steps to run for T = `shots` frames: `steps`, or the default rule when it is unset."""
         return default_steps(shots, self.batch) if self.steps is None else self.steps
 
 
-def default_steps(shots: int, batch: int) -> int:
-    """About 40 passes over the T frames (the reference implementation's 40 epochs), at least 100 steps so that one
-    photo still moves ψ′, and at most 400 (T = 32 at batch 4) to keep CPU runs within minutes."""
+def default_steps(shots: int, batch: int = FinetuneSettings.batch) -> int:
+    """The one default of the fine-tuning step count, for T = `shots` frames (`heads finetune`, `heads evaluate`, and
+    the app's slider as photos are added): about 40 passes over the T frames (the reference implementation's 40
+    epochs), at least 100 steps so that one photo still moves ψ′, and at most 400 (T = 32 at batch 4) to keep CPU
+    runs within minutes."""
     return int(min(400, max(100, round(40 * shots / batch))))
+
+
+FEED_FORWARD = FinetuneSettings(steps=0)
+"""Settings of a feed-forward avatar: `personalize`'s default, as it is the demo's (`--finetune-steps 0`)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,7 @@ class FinetuneConfig:
     out: str = "avatars/avatar"
     """Avatar folder to write (avatar.json + avatar.safetensors)."""
     feed_forward: bool = False
-    """No training: ψ = P·ê_NEW with the meta-learned G (well under a second)."""
+    """No training: ψ = P·ê_NEW with the meta-learned G (well under a second); short for --tune.steps 0."""
     tune: FinetuneSettings = field(default_factory=FinetuneSettings)
     device: str = "auto"
     """auto = cuda when available, else cpu."""
@@ -81,6 +91,13 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.shots <= MAX_SHOTS:
             raise ConfigError(f"shots must be in 1..{MAX_SHOTS}")
+        if self.feed_forward and self.tune.steps:
+            raise ConfigError("--feed-forward means --tune.steps 0: pass one of them")
+
+    @property
+    def settings(self) -> FinetuneSettings:
+        """`tune`, with steps = 0 when --feed-forward asks for no training."""
+        return replace(self.tune, steps=0) if self.feed_forward else self.tune
 
 
 @dataclass(frozen=True)
@@ -99,8 +116,9 @@ class EvaluateConfig:
     methods: tuple[Literal["still", "warp", "ff", "ft"], ...] = METHODS
     """still: the first personalization frame repeated; warp: the nearest personalization frame warped onto the
     driver's landmarks; ff: feed-forward avatar; ft: fine-tuned avatar."""
-    metrics: tuple[Literal["ssim", "lpips", "csim", "fid", "akd", "nme", "mouth", "eye"], ...] = METRICS
-    """FID is over all clips per method and T; the rest are per clip, then averaged."""
+    metrics: tuple[str, ...] = METRICS
+    """Names from training/metrics/registry.py. FID is over all clips per method and T; the rest are per clip, then
+    averaged."""
     lpips_net: Literal["dlib", "vgg19", "vggface"] = "dlib"
     """Feature network of the LPIPS-style distance."""
     max_videos: int | None = None
@@ -119,6 +137,9 @@ class EvaluateConfig:
             raise ConfigError(f"shots must be in 1..{MAX_SHOTS}")
         if self.holdout < 1:
             raise ConfigError("holdout must be >= 1")
+        unknown = [m for m in self.metrics if m not in METRIC_REGISTRY]
+        if unknown:
+            raise ConfigError(f"unknown metrics: {', '.join(unknown)}; choose from {', '.join(METRICS)}")
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """Few-shot personalization, the paper's second stage: `personalize` turns T frames of one person into an Avatar,
 feed-forward (ψ = P·ê_NEW, no training) or fine-tuned (ψ′ and G, with w′ and D, trained on the T frames).
 
-The losses are meta-learning's own (`generator_losses`, `discriminator_loss` from training.train); only the
-parameters differ: P and W are gone, ψ′ and w′ take their place.
+The G and D phases are meta-learning's own (`training.phases`); only the parameters differ: P and W are gone, ψ′ and
+w′ take their place. The person's images become crops through the app's own path (`faces.source_faces`), so that
+`heads finetune` checks and frames them as the app does.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,22 +21,26 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from base.errors import UserError
-from faces.config import CropConfig, DetectorConfig
-from faces.crop import photo_transform
+from faces.config import MAX_SHOTS, DetectorConfig
 from faces.detect import load_detector
 from faces.guide import warp_guide
-from faces.image_io import load_image
 from faces.landmark_image import draw_landmarks
-from faces.motion import check_points
-from faces.video import VideoReader
-from training.avatar import FORMAT, Avatar, image_hash, model_id
+from faces.source_faces import clip_faces, crops, image_hash, load_faces, read_points
+from training.avatar import FORMAT, Avatar, model_id
 from training.checkpoint import load_weights, resolve_checkpoint
 from training.config import LossConfig, to_dict
 from training.data import to_tensor, to_uint8
-from training.fewshot_config import MAX_SHOTS, FinetuneConfig, FinetuneSettings
+from training.fewshot_config import FEED_FORWARD, FinetuneConfig, FinetuneSettings
 from training.losses import ContentLoss
 from training.models import Networks
-from training.train import TrainingDiverged, autocast, discriminator_loss, generator_losses, resolve_device
+from training.phases import (
+    autocast,
+    check_finite,
+    discriminator_loss,
+    generator_input,
+    generator_losses,
+    resolve_device,
+)
 
 EMBED_BATCH = 8  # frames per pass of E, bounding memory at T = 32
 
@@ -90,14 +94,14 @@ def guides(frames: np.ndarray, points: np.ndarray, targets: np.ndarray, exclude_
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float()
 
 
-def generator_inputs(avatar: Avatar, landmark_images: Tensor, points: np.ndarray | None = None) -> Tensor:
-    """What G reads for driving landmarks: the landmark images, then the warp guide when the model is warp-guided."""
+def avatar_guides(avatar: Avatar, points: np.ndarray | None) -> Tensor | None:
+    """The warp guides of an avatar driven by (F, 68, 2) landmarks, from its own source frames; None when its model
+    is not warp-guided."""
     if not avatar.model.guided:
-        return landmark_images
+        return None
     if points is None:
         raise ValueError("a warp-guided avatar needs the driving landmarks (points) to build its guide")
-    g = guides(avatar.sources["source_frames"], avatar.sources["source_points"].astype(np.float64), points)
-    return torch.cat([landmark_images, g.to(landmark_images)], 1)
+    return guides(avatar.sources["source_frames"], avatar.sources["source_points"].astype(np.float64), points)
 
 
 @torch.no_grad()
@@ -112,7 +116,7 @@ def render(networks: Networks, avatar: Avatar, landmark_images: np.ndarray, poin
     for i in range(0, len(landmark_images), batch):
         y = to_tensor(landmark_images[i : i + batch]).to(device)
         pts = None if points is None else points[i : i + batch]
-        out.append(to_uint8(G.render(generator_inputs(avatar, y, pts), psi)))
+        out.append(to_uint8(G.render(generator_input(y, avatar_guides(avatar, pts)), psi)))
     return np.concatenate(out)
 
 
@@ -138,14 +142,10 @@ class FineTuner:
     @staticmethod
     def _checked(terms: dict[str, Tensor], step: int) -> dict[str, float]:
         values = {k: float(v.detach()) for k, v in terms.items()}
-        bad = [k for k, v in values.items() if not np.isfinite(v)]
-        if bad:
-            raise TrainingDiverged(f"fine-tuning loss {', '.join(bad)} became non-finite at step {step}; lower the "
-                                   "learning rates or use --tune.precision fp32")
-        return values
+        return check_finite(values, step, "fine-tuning", "lower the learning rates or use --tune.precision fp32")
 
     def step(self, x: Tensor, y: Tensor, g_in: Tensor, step: int = 0) -> dict[str, float]:
-        """x, y: (B, 3, R, R) target frames and their landmark images; g_in: G's input (y, plus the guide)."""
+        """x, y: (B, 3, R, R) target frames and their landmark images; g_in: `generator_input` of y (and guides)."""
         s, dev = self.settings, self.device
         w = self.w.expand(len(x), -1)
         self.D.requires_grad_(False)
@@ -182,21 +182,22 @@ def personalize(
     networks: Networks,
     frames: np.ndarray,
     landmark_images: np.ndarray | None = None,
-    steps: int = 0,
-    settings: FinetuneSettings | None = None,
+    settings: FinetuneSettings = FEED_FORWARD,
     points: np.ndarray | None = None,
     source_hashes: list[str] | None = None,
     progress: bool = False,
     on_step: Callable[[int, int], None] | None = None,
 ) -> Avatar:
-    """T = 1..32 aligned crops of one person -> Avatar; steps = 0 is feed-forward, N > 0 fine-tunes for N steps.
+    """T = 1..32 aligned crops of one person -> Avatar; `settings.steps` = 0 (the default, FEED_FORWARD) is
+    feed-forward, N > 0 fine-tunes for N steps, and unset fine-tunes for `default_steps(T)`.
 
     frames, landmark_images: (T, R, R, 3) uint8 RGB at the model's resolution. points: (T, 68, 2) landmarks in
     crop pixels; landmark images are drawn from them when not given, and warp-guided models need them.
     source_hashes default to hashes of the crops' pixels (the CLI passes the files' hashes).
     progress draws a terminal bar; on_step(done, steps) is called after every step, for progress shown elsewhere.
     """
-    settings = replace(settings or FinetuneSettings(), steps=steps)
+    steps = settings.resolved_steps(len(frames))
+    settings = replace(settings, steps=steps)  # the avatar records the count it ran
     res = networks.cfg.resolution
     if landmark_images is None:
         if points is None:
@@ -224,7 +225,7 @@ def personalize(
         return Avatar(project(networks, e).cpu(), e.cpu(), info, None, sources)
 
     tuner = FineTuner(networks, e, settings)
-    g_in = y if not guided else torch.cat([y, guides(frames, points, points, exclude_self=True).to(device)], 1)
+    g_in = generator_input(y, guides(frames, points, points, exclude_self=True) if guided else None)
     gen = torch.Generator().manual_seed(settings.seed)
     bar = tqdm(range(steps), disable=not progress, unit="step", desc=f"fine-tuning T={len(frames)}",
                dynamic_ncols=True)
@@ -243,80 +244,35 @@ def personalize(
 # ---------------------------------------------------------------------------------------------------- the CLI
 
 
-def read_points(path: str | Path) -> np.ndarray:
-    """68 (x, y) landmarks from .npy, or .json as a list of pairs or {"points": [...]}."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".npy":
-            values = np.load(path)
-        else:
-            data = json.loads(path.read_text())
-            values = np.asarray(data["points"] if isinstance(data, dict) else data, np.float64)
-        return check_points(values)
-    except (OSError, ValueError, KeyError) as error:
-        raise UserError(f"{path}: expected 68 (x, y) landmarks as .npy or .json ({error})") from error
-
-
-def _video_frames(path: str, count: int) -> tuple[list[np.ndarray], list[str]]:
-    """`count` frames evenly spaced over the clip, with names for messages."""
-    with VideoReader(path) as reader:
-        total = max(reader.info.frames, 1)
-        wanted = set(np.linspace(0, total - 1, count).round().astype(int).tolist())
-        picked = [(i, f) for i, f in reader.sample() if i in wanted]
-    if len(picked) < count:
-        raise UserError(f"{path}: only {len(picked)} frames could be read, {count} were asked for")
-    return [f for _, f in picked], [f"{path} frame {i}" for i, _ in picked]
-
-
-def load_sources(cfg: FinetuneConfig, resolution: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Photos, a painting or video frames -> (T, R, R, 3) uint8 crops, (T, 68, 2) crop landmarks, source hashes.
-
-    Crops are made as `heads prepare` makes them (faces.crop.photo_transform, default CropConfig), so the model
-    sees the framing it was trained on.
-    """
+def load_sources(cfg: FinetuneConfig, resolution: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Photos, a painting or video frames -> (T, R, R, 3) uint8 crops, (T, 68, 2) crop landmarks, source hashes, and
+    notices for the person, through the app's own path (`faces.source_faces`): the same checks, the same messages."""
     if bool(cfg.images) == bool(cfg.video):
         raise UserError("pass photos (--images) or a video (--video), not both and not neither")
-    if (cfg.landmarks or cfg.box) and len(cfg.images) != 1:
+    if cfg.video and (cfg.landmarks or cfg.box):
         raise UserError("--landmarks and --box describe one image: pass exactly one with --images")
-    if len(cfg.images) > MAX_SHOTS:
-        raise UserError(f"at most {MAX_SHOTS} photos, got {len(cfg.images)}")
-    if cfg.video:
-        images, names = _video_frames(cfg.video, cfg.shots)
-        hashes = [image_hash(image) for image in images]
-    else:
-        images = [load_image(p) for p in cfg.images]
-        names = list(cfg.images)
-        hashes = [image_hash(Path(p).read_bytes()) for p in cfg.images]
     detector = load_detector(DetectorConfig())
-    crop = CropConfig(resolution=resolution)
-    frames, points = [], []
-    for image, name in zip(images, names, strict=True):
-        if cfg.landmarks:
-            found = read_points(cfg.landmarks)
-        elif cfg.box:
-            found = detector.fit(image, cfg.box).points
-        else:
-            faces = detector.detect(image)
-            if not faces:
-                raise UserError(f"{name}: no face found; for a painting or drawing pass its 68 landmarks with "
-                                "--landmarks (JSON/NPY) or the face box with --box x0 y0 x1 y1")
-            found = faces[0].points
-        transform = photo_transform(np.asarray(found, np.float64), crop)
-        frames.append(transform.crop(image))
-        points.append(transform.to_crop(found))
-    return np.stack(frames), np.stack(points).astype(np.float64), hashes
+    if cfg.video:
+        faces, notices = clip_faces(cfg.video, cfg.shots, detector)
+    else:
+        points = read_points(cfg.landmarks) if cfg.landmarks else None
+        faces, notices = load_faces(cfg.images, detector, box=cfg.box, points=points)
+    source = crops(faces, resolution)
+    return source.frames, source.points, [face.digest for face in faces], notices
 
 
 def finetune(cfg: FinetuneConfig) -> Avatar:
     """`heads finetune`: load the model and the person's images, personalize, write the avatar folder."""
     device = resolve_device(cfg.device)
     networks = load_networks(cfg.model, device)
-    frames, points, hashes = load_sources(cfg, networks.cfg.resolution)
-    steps = 0 if cfg.feed_forward else cfg.tune.resolved_steps(len(frames))
+    frames, points, hashes, notices = load_sources(cfg, networks.cfg.resolution)
+    for notice in notices:
+        print(f"note: {notice}")
     start = time.perf_counter()
-    avatar = personalize(networks, frames, None, steps, cfg.tune, points, hashes, progress=cfg.progress)
+    avatar = personalize(networks, frames, None, cfg.settings, points, hashes, progress=cfg.progress)
     seconds = time.perf_counter() - start
     folder = avatar.save(cfg.out)
+    steps = avatar.info["steps"]
     kind = "feed-forward" if steps == 0 else f"fine-tuned ({steps} steps)"
     print(f"wrote {folder}: {kind} avatar from T={len(frames)} in {seconds:.1f} s")
     return avatar

@@ -1,8 +1,12 @@
-"""Meta-learning, the paper's first stage: one step in `MetaLearner.step`, the loop around it in `train`."""
+"""Meta-learning, the paper's first stage: one step in `MetaLearner.step`, the loop around it in `train`.
+
+The losses of its G and D phases, and the stop on a non-finite loss, are those of fine-tuning too
+(`training.phases`); what is meta-learning's own stays here: E, P and W learning, the EMA copies, and the
+averaging over processes.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 from dataclasses import replace
@@ -19,58 +23,17 @@ from training import distributed
 from training.checkpoint import load_state, load_weights, resolve_checkpoint, save_checkpoint
 from training.config import TrainConfig, from_dict, to_dict
 from training.data import EpisodeSampler, SyntheticEpisodes, WarpGuided, to_uint8
-from training.discriminator import Discriminator
-from training.losses import ContentLoss, adversarial_g, feature_matching, hinge_d, match
+from training.losses import ContentLoss, match
 from training.models import Networks
+from training.phases import (
+    autocast,
+    check_finite,
+    discriminator_loss,
+    generator_input,
+    generator_losses,
+    resolve_device,
+)
 from training.stats import StatsLog
-
-
-class TrainingDiverged(UserError):
-    """A loss became NaN or inf; the run stops before the bad step touches the weights."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
-def generator_losses(
-    fake: Tensor, x: Tensor, y: Tensor, w: Tensor, D: Discriminator, content: ContentLoss, fm_weight: float
-) -> dict[str, Tensor]:
-    """L_CNT and L_ADV = −D(x̂) + L_FM for a generated batch. The caller freezes D's parameters."""
-    scores, feats = D(torch.cat([fake, x]), torch.cat([y, y]), torch.cat([w, w]))  # one pass, fake half first
-    halves = [f.chunk(2) for f in feats]
-    return {
-        "cnt": content(fake, x),
-        "adv": adversarial_g(scores.chunk(2)[0]),
-        "fm": fm_weight * feature_matching([f for f, _ in halves], [r for _, r in halves]),
-    }
-
-
-def discriminator_loss(D: Discriminator, x: Tensor, y: Tensor, fake: Tensor, w: Tensor) -> Tensor:
-    """L_DSC on real frames and a detached fake, so no gradient reaches E or G."""
-    scores, _ = D(torch.cat([x, fake.detach()]), torch.cat([y, y]), torch.cat([w, w]))
-    real, fake_scores = scores.chunk(2)
-    return hinge_d(real, fake_scores)
-
-
-def generator_input(y: Tensor, batch: dict, guide_dropout: float = 0.0) -> Tensor:
-    """G reads the landmark image, followed by the warp guide when the episode carries one; a `guide_dropout` share
-    of the guides is blanked (black, empty mask: a warp that covers nothing), so G must paint those frames itself."""
-    if "guide" not in batch:
-        return y
-    guide = batch["guide"].to(y)
-    if guide_dropout:
-        blank = torch.rand(len(guide), 1, 1, 1, device=guide.device) < guide_dropout
-        guide = torch.where(blank, -torch.ones_like(guide), guide)
-    return torch.cat([y, guide], 1)
 
 
 def lerp_module(ema: nn.Module, live: nn.Module, decay: float) -> None:
@@ -108,16 +71,13 @@ class MetaLearner:
         return {**self.nets.modules(), **self.ema}
 
     def _check(self, losses: dict[str, Tensor], step: int) -> dict[str, float]:
-        """Average over processes and stop every process alike when a loss is not finite."""
+        """Average over processes first, so that every process stops alike when a loss is not finite."""
         values = distributed.average(torch.stack([v.detach().float() for v in losses.values()]), self.world)
-        result = dict(zip(losses, values.tolist(), strict=True))
-        bad = [k for k, v in result.items() if not np.isfinite(v)]
-        if bad:
-            raise TrainingDiverged(
-                f"loss {', '.join(bad)} became non-finite at step {step}; the weights were not updated and the last "
-                "checkpoint is intact. Lower the learning rates or use --precision fp32, then --resume."
-            )
-        return result
+        return check_finite(
+            dict(zip(losses, values.tolist(), strict=True)), step, "meta-learning",
+            "the weights were not updated and the last checkpoint is intact. Lower the learning rates or use "
+            "--precision fp32, then --resume.",
+        )
 
     def _update(self, loss: Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, params) -> None:
         opt.zero_grad(set_to_none=True)
@@ -141,7 +101,7 @@ class MetaLearner:
         with autocast(dev, cfg.precision):
             b, k = lms.shape[:2]
             e = self.E(frames[:, 1:].flatten(0, 1), lms[:, 1:].flatten(0, 1)).view(b, k - 1, -1).mean(1)  # (B, N)
-            fake = self.G(generator_input(y, batch, cfg.guide_dropout), e)
+            fake = self.G(generator_input(y, batch.get("guide"), cfg.guide_dropout), e)
             terms = generator_losses(fake, x, y, D.video_vector(video).detach(), self.D, self.content,
                                      cfg.loss.feature_matching)
             if cfg.loss.match:

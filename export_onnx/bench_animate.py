@@ -3,22 +3,32 @@
 Each case is one `Pipeline.animate` call timed from the first decoded frame to the closed mp4 (decode, landmark
 tracking, smoothing and adaptation, render, compose, encode with audio), with the per-step split the pipeline
 measures. Neural cases without --weights use random weights exported to ONNX: speed does not depend on them.
+
+It lives in export_onnx/, not beside the pipeline it times, because making those random-weight models needs the
+exporter and the networks, which the torch-free demo layer may not import. They are imported only when needed, so
+that a torch-free install can still time a given --weights folder.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
-import platform
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
+import av
+import cv2
+import onnxruntime
+
+from base.bench_report import BenchReport
 from base.errors import UserError
-from demo.animate_config import AnimateBenchConfig, AnimateConfig, LimitsConfig
+from demo.animate_config import AnimateConfig
 from demo.pipeline import Pipeline
+from export_onnx.config import AnimateBenchConfig, ExportConfig
+from faces.config import LimitsConfig
+from training.config import MODEL_PRESETS
 
 MEDIA = Path(os.environ.get("HEADS_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
 
@@ -36,11 +46,9 @@ def _from_manifest(kind: str, needs: str = "") -> str:
 
 
 def _random_model(preset: str, resolution: int, folder: Path) -> Path:
-    """A preset at `resolution` with random weights, exported with its int8 variant."""
+    """A preset at `resolution` with random weights, exported with its int8 variant (torch needed here only)."""
     try:
-        from export_onnx.config import ExportConfig
         from export_onnx.release import export
-        from training.config import MODEL_PRESETS
         from training.models import Networks
     except ImportError as error:
         raise UserError(f"random neural weights need torch ({error}); pass --weights DIR") from None
@@ -71,6 +79,7 @@ def _cases(cfg: AnimateBenchConfig, work: Path):
 
 
 def bench_animate(cfg: AnimateBenchConfig) -> dict:
+    report = BenchReport("animate", cfg)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-animate-") as tmp:
         for name, pipeline, config in _cases(cfg, Path(tmp)):
@@ -92,15 +101,6 @@ def bench_animate(cfg: AnimateBenchConfig) -> dict:
             results.append(row)
             print(f"{name:<22} {row['frames_per_second']:6.1f} frames/s at {row['resolution']} px  "
                   + "  ".join(f"{k} {v:.1f}" for k, v in row["ms_per_frame"].items()) + "  (ms/frame)")
-    report = {
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-        "driving": config.driving,
-        "source": config.source[0],
-        "results": results,
-    }
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    cfg.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {cfg.out}")
-    return report
+    return report.write(cfg.out, versions={"onnxruntime": onnxruntime.__version__, "av": av.__version__,
+                                            "opencv": cv2.__version__}, driving=config.driving,
+                        source=config.source[0], results=results)
