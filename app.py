@@ -79,7 +79,7 @@ class Animator:
         self.pipeline, self.limits = pipeline, limits
 
     def __call__(self, photos, avatar, driving, renderer, personalization, steps, mode, expression, pose, smoothing,
-                 side_by_side, paste_back, watermark, x0, y0, x1, y1, progress=gr.Progress()):  # noqa: B008
+                 side_by_side, output, watermark, x0, y0, x1, y1, progress=gr.Progress()):  # noqa: B008
         """The Animate button: widgets -> AnimateConfig -> Pipeline.run -> (video, notes, avatar file)."""
         if not driving:
             raise gr.Error("Add a driving video: upload a clip or record one with the webcam.")
@@ -93,7 +93,7 @@ class Animator:
                 save_avatar=str(run / "avatar.onnx") if renderer == "neural" else None, box=_box(x0, y0, x1, y1),
                 renderer=renderer, finetune_steps=int(steps) if personalization == "fine-tune" else 0, mode=mode,
                 expression=expression, pose=pose, smoothing=smoothing, side_by_side=side_by_side,
-                paste_back=paste_back, watermark=watermark, limits=self.limits, progress=False,
+                output=output, watermark=watermark, limits=self.limits, progress=False,
             )
             result = self.pipeline.run(config, _report(progress))
         except (UserError, ValueError) as error:
@@ -167,7 +167,7 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
                 smoothing = gr.Slider(0, 1, value=0.5, step=0.05, label="Temporal smoothing")
             with gr.Row():
                 side_by_side = gr.Checkbox(label="Side by side: driving | landmarks | result")
-                paste_back = gr.Checkbox(label="Paste the face back into the photo")
+                output = gr.Radio([("Whole photo", "photo"), ("Face crop", "face")], value="photo", label="Output")
                 watermark = gr.Checkbox(value=True, label="Visible 'synthetic' watermark")
         button = gr.Button("Animate", variant="primary", elem_id="animate")
         personalization.change(lambda p: gr.update(visible=p == "fine-tune"), personalization, steps)
@@ -177,7 +177,7 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
         button.click(
             gpu(Animator(pipeline, limits)),
             [photos, avatar, driving, renderer, personalization, steps, mode, expression, pose, smoothing,
-             side_by_side, paste_back, watermark, *box],
+             side_by_side, output, watermark, *box],
             [video, notes, avatar_out],
             api_name="animate",
             concurrency_limit=CONCURRENCY,

@@ -52,16 +52,18 @@ class AnimateConfig:
     """Driver frame taken to show the source's expression: the first, or the most neutral (mouth closed, frontal)."""
     side_by_side: bool = False
     """Output driving | landmarks | result side by side."""
-    paste_back: bool = False
-    """Paste the animated face back into the (first) source photo instead of showing the face crop."""
+    output: Literal["photo", "face"] = "photo"
+    """photo: the whole (first) source photo animated, at its own size up to --max-side, the face warped at the
+    photo's own resolution; face: the face crop alone, --resolution px square."""
     watermark: bool = True
     """Write a visible "synthetic" mark in a corner (the file's metadata says so in any case)."""
     identity_score: bool = True
     """Measure how much the result still looks like the source (cosine of dlib face descriptors)."""
-    output_side: int = 512
-    """Long side of pasted-back frames, in pixels (face crops keep the renderer's resolution)."""
-    warp_resolution: int = 256
-    """Side of the face crop the warp renderer works at."""
+    max_side: int = 1920
+    """Long side of whole-photo output, in pixels: larger photos are shrunk to it (H.264 wants even sides)."""
+    resolution: int = 512
+    """Side of the face crop that --output face shows with the warp renderer (the neural one shows its model's
+    resolution)."""
     weights: str | None = None
     """Model folder made by `heads export`, or a Hugging Face repo id; default $HEADS_WEIGHTS, else weights/."""
     torch_model: str | None = None
@@ -91,5 +93,5 @@ class AnimateConfig:
             raise ConfigError("smoothing must be in [0, 1]")
         if self.box is not None and (self.box[2] <= self.box[0] or self.box[3] <= self.box[1]):
             raise ConfigError("box must be x0 y0 x1 y1 with x1 > x0 and y1 > y0")
-        if self.output_side < 64 or self.warp_resolution not in (64, 128, 256, 512):
-            raise ConfigError("output_side must be >= 64 and warp_resolution one of 64, 128, 256, 512")
+        if not 64 <= self.max_side <= 4096 or not 64 <= self.resolution <= 2048:
+            raise ConfigError("max_side must be in 64..4096 and resolution in 64..2048")

@@ -27,7 +27,7 @@ from base.errors import InputError, UserError
 from demo import tuning
 from demo.animate_config import AnimateConfig
 from demo.avatar_file import attach_sources, bake_embedding, read_sources
-from demo.compose import shrink, side_by_side, tag_synthetic, watermark
+from demo.compose import Canvas, side_by_side, tag_synthetic, watermark
 from demo.engine import Engine, SessionSettings
 from demo.identity import IdentityMeter, IdentityScore
 from demo.limits import cut_notice, driving_info
@@ -38,7 +38,7 @@ from faces.detect import LandmarkDetector, load_detector
 from faces.landmark_image import draw_landmarks
 from faces.motion import MotionConfig, retarget
 from faces.smoothing import smooth_landmarks
-from faces.source_faces import SourceFace, check_file, crops, load_faces
+from faces.source_faces import Crops, SourceFace, check_file, crops, load_faces
 from faces.track import FaceTracker
 from faces.video import VideoError, VideoReader, VideoWriter
 
@@ -90,7 +90,7 @@ class Persona:
 
     renderer: WarpRenderer | NeuralRenderer
     description: str  # e.g. "neural, feed-forward from 3 photos"
-    photo: SourceFace | None  # the first photo: paste-back target
+    canvas: Canvas | None  # the first photo, where faces go back (whole-photo output); None: the face crop alone
     avatar: Path | None = None  # the personalised .onnx behind a neural renderer, when one was written or loaded
 
 
@@ -216,7 +216,7 @@ class Pipeline:
         if renderer == "neural" and config.finetune_steps and not self.can_finetune:
             raise InputError("Fine-tuning needs torch and the PyTorch model (see docs/app.md); choose Instant.")
         key = (tuple(f.digest for f in faces), config.box, renderer, config.finetune_steps, config.precision,
-               config.warp_resolution)
+               config.output, config.max_side, config.resolution)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
@@ -233,17 +233,17 @@ class Pipeline:
     def _make(self, faces: list[SourceFace], renderer: str, config: AnimateConfig,
               progress: ProgressCallback | None) -> Persona:
         if renderer == "warp":
-            return Persona(WarpRenderer(crops(faces, config.warp_resolution)), f"warp of {len(faces)} photo(s)",
-                           faces[0])
+            return self._warp_persona(faces, config)
         assert self.model is not None
         source = crops(faces, self.model.resolution)
+        canvas = self._canvas(faces[0], self.model.resolution, config)
         steps = config.finetune_steps
         if not steps:
             stage = _Stage(progress, "personalizing", 1)
             engine = self.model.engine(source, config.precision, self.settings)
             stage(1)
             description = f"neural, feed-forward from {len(faces)} photo(s)"
-            return Persona(NeuralRenderer(engine, source, description), description, faces[0])
+            return Persona(NeuralRenderer(engine, source, description), description, canvas)
         stage = _Stage(progress, "fine-tuning", steps)
         assert self.torch_model is not None
         out = Path(tempfile.mkdtemp(dir=self.workdir)) / "avatar.onnx"
@@ -251,7 +251,29 @@ class Pipeline:
         attach_sources(out, source)
         engine = Engine.load(out, self.settings)
         description = f"neural, fine-tuned {steps} steps on {len(faces)} photo(s)"
-        return Persona(NeuralRenderer(engine, source, description), description, faces[0], out)
+        return Persona(NeuralRenderer(engine, source, description), description, canvas, out)
+
+    @staticmethod
+    def _warp_persona(faces: list[SourceFace], config: AnimateConfig) -> Persona:
+        """The warp renderer at the first photo's own resolution (whole-photo output: the face crop is cut from the
+        canvas pixel for pixel, so nothing is resampled on the way in or out), or at --resolution (face output)."""
+        description = f"warp of {len(faces)} photo(s)"
+        if config.output == "face":
+            return Persona(WarpRenderer(crops(faces, config.resolution)), description, None)
+        canvas = Canvas.native(faces[0].image, faces[0].points, config.max_side)
+        frame, points = canvas.face()
+        source = Crops(frame[None], points[None])
+        if len(faces) > 1:  # the other photos framed alike, so that crop pixels mean the same place on the face
+            rest = crops(faces[1:], canvas.transform.size, Canvas.WARP_FRAMING)
+            source = Crops(np.concatenate([source.frames, rest.frames]), np.concatenate([source.points, rest.points]))
+        return Persona(WarpRenderer(source), description, canvas)
+
+    @staticmethod
+    def _canvas(face: SourceFace | None, resolution: int, config: AnimateConfig) -> Canvas | None:
+        """Where a model's faces go back: the first photo, for whole-photo output."""
+        if face is None or config.output == "face":
+            return None
+        return Canvas.model(face.image, face.points, face.transform(resolution), config.max_side)
 
     def avatar_file(self, persona: Persona, config: AnimateConfig) -> Path | None:
         """The persona's personalised .onnx, baked from its embedding the first time a feed-forward one is asked
@@ -274,7 +296,8 @@ class Pipeline:
             source = crops(faces, engine.resolution)
         meta = engine.generator.metadata
         description = f"neural avatar {path.name} (T={meta.get('T', '?')}, {meta.get('steps', '?')} steps)"
-        return Persona(NeuralRenderer(engine, source, description), description, faces[0] if faces else None, path)
+        canvas = self._canvas(faces[0] if faces else None, engine.resolution, config)
+        return Persona(NeuralRenderer(engine, source, description), description, canvas, path)
 
     # -------------------------------------------------------------------------------------------------- animation
 
@@ -343,14 +366,8 @@ class Pipeline:
         """Pass 2: decode again, render in batches, compose, encode; the audio is copied from the driving clip."""
         renderer, out = persona.renderer, Path(config.out)
         count = len(targets)
-        paste = None
-        if config.paste_back:
-            if persona.photo is None:
-                notices.append("Paste-back needs the source photo: the face crop is shown instead.")
-            else:
-                photo, transform = shrink(persona.photo.image, persona.photo.transform(renderer.resolution),
-                                          config.output_side)
-                paste = (photo, transform)
+        if config.output == "photo" and persona.canvas is None:
+            notices.append("Whole-photo output needs the source photo: the face crop is shown instead.")
         meter = None
         scored = set()
         if config.identity_score:
@@ -372,7 +389,7 @@ class Pipeline:
                         with timings("identity"):
                             meter.add(face, target)
                     with timings("compose"):
-                        image = face if paste is None else paste[1].paste(face, paste[0])  # (photo, transform)
+                        image = face if persona.canvas is None else persona.canvas.paste(face)
                         if config.side_by_side:
                             image = side_by_side(frame, draw_landmarks(target, renderer.resolution), image)
                         if config.watermark:

@@ -66,8 +66,9 @@ class CropTransform:
     def from_array(cls, values: Sequence[float], size: int) -> CropTransform:
         return cls(float(values[0]), (float(values[1]), float(values[2])), int(size))
 
-    def crop(self, image: np.ndarray) -> np.ndarray:
-        """Cut and resample the square; shrinking is area-averaged first so that small crops do not alias."""
+    def crop(self, image: np.ndarray, border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
+        """Cut and resample the square; shrinking is area-averaged first so that small crops do not alias. Where the
+        square leaves the image it is black, or the image's edge repeated with `border=cv2.BORDER_REPLICATE`."""
         x0, y0, x1, y1 = self.box
         h, w = image.shape[:2]
         rx0, ry0 = max(0, int(np.floor(x0)) - 1), max(0, int(np.floor(y0)) - 1)
@@ -75,7 +76,7 @@ class CropTransform:
         out_shape = (self.size, self.size) + image.shape[2:]
         if rx1 <= rx0 or ry1 <= ry0:
             return np.zeros(out_shape, image.dtype)
-        region = image[ry0:ry1, rx0:rx1]
+        region = image[ry0:ry1, rx0:rx1]  # (with BORDER_REPLICATE, its edges are the image's where they touch)
         fx = fy = 1.0
         if self.scale < 1.0:
             rw, rh = max(1, round(region.shape[1] * self.scale)), max(1, round(region.shape[0] * self.scale))
@@ -86,7 +87,7 @@ class CropTransform:
         to_image = np.array([[1 / fx, 0.0, 0.5 / fx - 0.5 + rx0], [0.0, 1 / fy, 0.5 / fy - 0.5 + ry0], [0, 0, 1]])
         warp = m @ to_image
         return cv2.warpAffine(
-            region, warp, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+            region, warp, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=border
         ).reshape(out_shape)
 
     def paste(self, crop: np.ndarray, image: np.ndarray, feather: float = 0.05) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -40,8 +40,10 @@ class SourceFace:
     points: np.ndarray  # (68, 2) float32 landmarks in `image` pixels
     digest: str  # `image_hash` of the file (or of a clip frame's pixels): identifies the person's images for caching
 
-    def transform(self, resolution: int) -> CropTransform:
-        return photo_transform(self.points.astype(np.float64), CropConfig(resolution=resolution))
+    def transform(self, resolution: int, framing: CropConfig | None = None) -> CropTransform:
+        """Its face crop at `resolution`, framed as training framed faces unless `framing` says otherwise."""
+        config = replace(framing or CropConfig(), resolution=resolution)
+        return photo_transform(self.points.astype(np.float64), config)
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,8 @@ class Crops:
     points: np.ndarray  # (T, 68, 2) float64, crop pixels
 
 
-def crops(faces: Sequence[SourceFace], resolution: int) -> Crops:
-    transforms = [face.transform(resolution) for face in faces]
+def crops(faces: Sequence[SourceFace], resolution: int, framing: CropConfig | None = None) -> Crops:
+    transforms = [face.transform(resolution, framing) for face in faces]
     frames = np.stack([t.crop(face.image) for t, face in zip(transforms, faces, strict=True)])
     points = np.stack([t.to_crop(face.points) for t, face in zip(transforms, faces, strict=True)]).astype(np.float64)
     return Crops(frames, points)

@@ -63,7 +63,7 @@ def test_warp_photo_and_clip_make_a_tagged_playable_mp4_with_audio(warp_pipeline
     metadata, streams = _container(result.video)
     assert ("video", "h264", "yuv420p") in streams and any(s[0] == "audio" for s in streams)
     assert metadata.get("comment") == SYNTHETIC_TAG
-    assert (info.width, info.height) == (256, 256)  # the warp crop
+    assert (info.width, info.height) == (720, 720)  # the whole photo, at its own size
     assert result.identity is not None and result.identity.same_person  # warping keeps the person
     rendering = [p for p in reports if p.stage == "rendering"]
     assert rendering[-1].done == rendering[-1].total == FRAMES
@@ -77,7 +77,8 @@ def test_output_keeps_every_frame_of_a_short_clip(warp_pipeline, media, tmp_path
 
     portrait, driving = make_examples(tmp_path / "examples", size=128)
     config = AnimateConfig(driving=str(driving), source=(str(portrait),), out=str(tmp_path / "out.mp4"),
-                           renderer="warp", warp_resolution=128, identity_score=False, progress=False)
+                           renderer="warp", output="face", resolution=128, identity_score=False,
+                           progress=False)
     result = warp_pipeline.run(config)
     assert result.frames == probe(driving).frames == probe(result.video).frames
     assert probe(result.video).has_audio
@@ -100,9 +101,8 @@ def test_a_frame_cap_names_what_it_cut_and_only_then(warp_pipeline, media, tmp_p
     assert not any("longer than" in n for n in whole.notices)
 
 
-def test_side_by_side_and_paste_back(warp_pipeline, media, tmp_path):
-    config = _config(media, tmp_path / "out.mp4", side_by_side=True, paste_back=True, output_side=300,
-                     identity_score=False)
+def test_side_by_side_of_the_whole_photo(warp_pipeline, media, tmp_path):
+    config = _config(media, tmp_path / "out.mp4", side_by_side=True, max_side=300, identity_score=False)
     result = warp_pipeline.run(config)
     frame = next(read_frames(result.video))
     # driving (480² -> 300²) | landmarks (256² -> 300²) | the 720² photo shrunk to 300²
@@ -221,7 +221,7 @@ def test_neural_instant_avatar_file_round_trip(neural_pipeline, media, tmp_path)
     persona, _ = neural_pipeline.personalize(config)
     result = neural_pipeline.animate(persona, config)
     assert result.frames == FRAMES and probe(result.video).has_audio
-    assert (probe(result.video).width, probe(result.video).height) == (64, 64)
+    assert (probe(result.video).width, probe(result.video).height) == (720, 720)  # the whole photo
     assert result.avatar == tmp_path / "person.onnx" and result.avatar.is_file()
     assert "feed-forward from 2 photo(s)" in result.renderer
 
@@ -253,3 +253,26 @@ def test_neural_falls_back_to_warp_without_a_model(media, tmp_path):
     assert pipeline.model is None and str(missing) in pipeline.model_problem
     result = pipeline.run(_config(media, tmp_path / "out.mp4", renderer="neural", identity_score=False))
     assert result.renderer.startswith("warp") and any("warp renderer is used" in n for n in result.notices)
+
+
+def test_whole_photo_output_keeps_the_photo_size_up_to_max_side(warp_pipeline, media, tmp_path):
+    """The default output is the whole 720² photo at its own size; --max-side shrinks it; --output face gives the
+    face crop at --resolution."""
+    whole = warp_pipeline.run(_config(media, tmp_path / "a.mp4", identity_score=False))
+    capped = warp_pipeline.run(_config(media, tmp_path / "b.mp4", identity_score=False, max_side=400))
+    face = warp_pipeline.run(_config(media, tmp_path / "c.mp4", identity_score=False, output="face", resolution=512))
+    assert next(read_frames(whole.video)).shape == (720, 720, 3)
+    assert next(read_frames(capped.video)).shape == (400, 400, 3)
+    assert next(read_frames(face.video)).shape == (512, 512, 3)
+
+
+def test_identical_landmarks_give_the_photo_back_at_full_resolution(warp_pipeline, media):
+    """The warp at the photo's own resolution, driven by the photo's own landmarks, and pasted back, returns the
+    photo pixel for pixel: nothing on the way is resampled."""
+    config = _config(media, Path("unused.mp4"))
+    persona, _ = warp_pipeline.personalize(config)
+    canvas = persona.canvas
+    assert canvas is not None and canvas.image.shape == (720, 720, 3)
+    assert canvas.transform.scale == 1.0 and persona.renderer.resolution == canvas.transform.size > 256
+    face = persona.renderer.render(persona.renderer.sources.points[:1])[0]
+    np.testing.assert_array_equal(canvas.paste(face), canvas.image)
