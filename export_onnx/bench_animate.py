@@ -28,6 +28,7 @@ from demo.animate_config import AnimateConfig
 from demo.pipeline import Pipeline
 from export_onnx.config import AnimateBenchConfig, ExportConfig
 from faces.config import LimitsConfig
+from faces.video import read_frames
 from training.config import MODEL_PRESETS
 
 MEDIA = Path(os.environ.get("HEADS_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
@@ -63,11 +64,13 @@ def _cases(cfg: AnimateBenchConfig, work: Path):
     limits = LimitsConfig(max_frames=cfg.frames, max_seconds=3600)
     base = AnimateConfig(driving=cfg.driving or _from_manifest("driving_video", "+audio"),
                          source=(cfg.source or _from_manifest("portrait_photo"),), out=str(work / "out.mp4"),
-                         identity_score=False, limits=limits, progress=False)
+                         identity_score=False, limits=limits, progress=False, output="face")
     for name in cfg.renderers:
         kind, *rest = name.split("-")
-        if kind == "warp" and len(rest) == 1:
-            yield name, Pipeline(device="cpu"), replace(base, renderer="warp", warp_resolution=int(rest[0]))
+        if name == "warp-photo":  # the app's default: the whole photo, the face warped at its own resolution
+            yield name, Pipeline(device="cpu"), replace(base, renderer="warp", output="photo")
+        elif kind == "warp" and len(rest) == 1:
+            yield name, Pipeline(device="cpu"), replace(base, renderer="warp", resolution=int(rest[0]))
         elif kind == "neural" and len(rest) == 2:
             weights = cfg.weights or str(_random_model(rest[0], int(rest[1]), work / name))
             pipeline = Pipeline(weights, device="cpu")
@@ -75,7 +78,14 @@ def _cases(cfg: AnimateBenchConfig, work: Path):
                 yield f"{name}-{precision}", pipeline, replace(base, renderer="neural", weights=weights,
                                                                precision=precision)
         else:
-            raise UserError(f"unknown case {name!r}: use warp-R or neural-PRESET-R")
+            raise UserError(f"unknown case {name!r}: use warp-photo, warp-R or neural-PRESET-R")
+
+
+def _resident_mb() -> float:
+    """This process's resident memory now (not its peak): read after each case, it shows whether memory grows
+    with the clip's length or stays flat."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 def bench_animate(cfg: AnimateBenchConfig) -> dict:
@@ -93,6 +103,8 @@ def bench_animate(cfg: AnimateBenchConfig) -> dict:
                 "case": name,
                 "renderer": result.renderer,
                 "resolution": persona.renderer.resolution,
+                "output": list(next(read_frames(result.video)).shape[:2]),
+                "resident_mb": round(_resident_mb(), 1),
                 "frames": result.frames,
                 "frames_per_second": round(result.frames / seconds, 2),
                 "personalize_seconds": round(personalized, 3),

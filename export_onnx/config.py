@@ -91,9 +91,10 @@ class AnimateBenchConfig:
     """Source photo; default: the first portrait photo listed there."""
     frames: int = 150
     """Frames of the clip to animate per case."""
-    renderers: tuple[str, ...] = ("warp-256", "neural-compact-128", "neural-compact256-256")
-    """warp-R: the warp renderer at R px; neural-PRESET-R: that preset at R px (random weights, exported to ONNX,
-    when no trained model is given with --weights)."""
+    renderers: tuple[str, ...] = ("warp-photo", "warp-512", "neural-compact-128", "neural-compact256-256")
+    """warp-photo: the app's default, the whole photo with the face warped at the photo's own resolution; warp-R: the
+    warp renderer's face crop at R px; neural-PRESET-R: that preset's face crop at R px (random weights, exported to
+    ONNX, when no trained model is given with --weights)."""
     weights: str | None = None
     """A model folder made by `heads export` to time instead of random weights."""
     precisions: tuple[Precision, ...] = ("fp32", "int8")
