@@ -55,6 +55,9 @@ class SmoothingConfig:
     beta: float = 4.0
     # Cut-off (Hz) of the speed estimate that drives the adaptive cut-off.
     d_cutoff: float = 1.0
+    # One-Euro cut-off at rest (Hz) for the eyelid and lip points, after the head pose is factored out: high, so that
+    # a blink (2-4 frames) and fast lip motion survive; min_cutoff applies instead where it is higher.
+    expression_cutoff: float = 8.0
     # Offline runs filter forwards and backwards and average, which cancels the filter's lag.
     bidirectional: bool = True
     # Standard deviation (seconds) of the Gaussian that steadies crop boxes: a VoxCeleb-style slow-following crop.

@@ -1,8 +1,27 @@
-"""Classical piecewise-affine warping: the source photo pushed onto target landmarks, as a cheap guide for G.
+"""Classical piecewise-affine warp: the source photo pushed onto target landmarks, as a cheap guide for G.
 
-The source points are triangulated once (68 landmarks, a ring around the face that follows the head rigidly,
-and fixed image-border anchors); each target then needs only one inverse affine per triangle, a rasterised
-triangle-index map and a single cv2.remap, a few milliseconds per 256² frame and fully deterministic.
+The source points are triangulated once (68 landmarks and a ring around the face that follows the head rigidly);
+each target then needs only one inverse affine per triangle, a rasterised triangle-index map and a single
+cv2.remap, a few milliseconds per 256² frame and fully deterministic. Three things keep the result free of visible
+faults:
+
+- No fold-overs. The triangulation is made on the source points with the eyes and the inner mouth held slightly
+  open (`_open_layout`), so a closed eye or mouth still has upper and lower lids or lips on their own triangles, and
+  every triangle is given the same orientation there. A target that turns any other triangle inside out (or
+  squashes it to a sliver) is blended towards the source shape moved by the head's similarity, by the smallest
+  share that unfolds every triangle (`PiecewiseAffineWarp.target_vertices`); at share 1 the mesh is the source's
+  own, moved rigidly, which cannot fold. Only the eye and inner-mouth triangles may collapse or flip: closing an
+  eye or the mouth does exactly that, and the mouth is painted over (below).
+- Hair, ears and neck move with the head, the background does not. Inside the ring (1.6× the face's half-extent,
+  which holds the ears, the forehead and the upper neck) the mesh applies. Outside it, instead of large triangles
+  stretched to fixed frame anchors (which bent the background, pulled hair into a spike on the far side of a turn
+  and kinked shoulder lines), the head's rigid motion is faded smoothly to none: a smoothstep of the distance
+  beyond the ring, over one ring radius sideways and above (hair) and a third of one below, where the torso keeps
+  a small share that fades out slowly (it moves little, and a zooming or rolling head does not crush the shoulder
+  line). The frame's edges stay put wherever the ring leaves room. The fade is evaluated on a coarse grid and
+  upsampled, and widened when the head moves far, so that it never folds either.
+- A mouth that opens wider than the photo shows gets a dark cavity (`fill_mouth`) instead of lips stretched over
+  skin, coloured from the photo's own darkest lip tones.
 """
 
 from __future__ import annotations
@@ -14,11 +33,26 @@ import cv2
 import numpy as np
 
 from faces.layout import NUM_POINTS, interocular
-from faces.motion import STABLE, apply_affine, check_points, fit_similarity
+from faces.motion import STABLE, apply_affine, check_points, fit_similarity, invert_affine
 
 _SHIFT = 4  # fixed-point bits for cv2.fillConvexPoly, so triangle edges sit at sub-pixel positions
 _MIN_DET = 1e-6  # |twice the target triangle area| in px² below which a triangle has no usable inverse
 _JITTER = 0.05  # px; coincident source points (a closed mouth) are pulled apart so Delaunay keeps them all
+# Upper/lower pairs of the eyelids and inner lips, and the closed shapes they bound (whose triangles may collapse).
+_LID_PAIRS = np.array([[37, 41], [38, 40], [43, 47], [44, 46], [61, 67], [62, 66], [63, 65]])
+_OPENINGS = (np.arange(36, 42), np.arange(42, 48), np.arange(60, 68))
+INNER_LIPS = np.arange(60, 68)
+_MIN_OPENING = 0.06  # interoculars: the eye and mouth gap the triangulation is made at, when the source shows less
+_MIN_AREA = 0.02  # a checked triangle smaller than this share of its source area (head scale factored out) folds
+_BLEND_STEPS = 8  # bisection steps for the share of the rigid source shape that unfolds a target
+_FADE_SIDE = 1.0  # ring radii beyond the ring over which the head's motion fades out, sideways and above
+_FADE_DOWN = 1.0 / 3.0  # the same below the face: the neck follows the head only close to it ...
+_TORSO = 0.35  # ... and the torso takes this share of the head's motion,
+_FADE_TORSO = 2.5  # fading out over this many ring radii (a zooming head would otherwise crush the shoulders)
+# Fade widths tried, narrowest first, when a large head motion would fold the background.
+_FADE_WIDEN = (1.0, 1.5, 2.25, 3.5, 5.0, 8.0, 12.0)
+_PIN = 0.2  # the widest margin (share of the frame's short side) over which the frame's edges are pinned
+_COARSE = 8  # px per cell of the grid the fade is evaluated on
 
 
 class Warped(NamedTuple):
@@ -27,32 +61,39 @@ class Warped(NamedTuple):
     face: np.ndarray  # (H, W) float32: 1 inside the convex hull of the target landmarks
 
 
-def _border_anchors(points: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Corners and edge midpoints of the frame; they never move, so the frame stays put.
+def _open_layout(points: np.ndarray) -> np.ndarray:
+    """The landmarks with every eyelid and inner-lip pair at least `_MIN_OPENING` interoculars apart.
 
-    They sit on the outer pixel edges, or beyond the landmarks where the face leaves the frame: an anchor inside
-    the face would pin a piece of it in place.
+    Only the triangulation is made on these: coincident lids or lips (a closed eye or mouth) would otherwise be
+    joined by sliver triangles across the gap that fold as soon as the target opens it.
     """
-    pad = 0.05 * max(height, width)
-    x0, y0 = np.minimum([-0.5, -0.5], points.min(0) - pad)
-    x1, y1 = np.maximum([width - 0.5, height - 0.5], points.max(0) + pad)
-    xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
-    return np.array([[x0, y0], [xm, y0], [x1, y0], [x1, ym], [x1, y1], [xm, y1], [x0, y1], [x0, ym]])
+    out = points.copy()
+    axis = points[42:48].mean(0) - points[36:42].mean(0)
+    iod = float(np.linalg.norm(axis))
+    if iod < 1e-6:
+        return out
+    down = np.array([-axis[1], axis[0]]) / iod  # perpendicular to the eye line, towards the chin
+    for upper, lower in _LID_PAIRS:
+        gap = float((out[lower] - out[upper]) @ down)
+        if gap < _MIN_OPENING * iod:
+            shift = (_MIN_OPENING * iod - gap) / 2 * down
+            out[upper] -= shift
+            out[lower] += shift
+    return out
 
 
-def _ring(points: np.ndarray, border: np.ndarray, count: int, scale: float) -> np.ndarray:
-    """`count` points on an ellipse around the landmarks, minus those too close to the border to help."""
-    if count == 0:
-        return np.zeros((0, 2))
+def _ring_ellipse(points: np.ndarray, scale: float, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and half-axes of the ellipse `scale` times the landmark box's half-extent (at least `floor`)."""
     lo, hi = points.min(0), points.max(0)
-    extent = border.max(0) - border.min(0)
-    half = np.maximum((hi - lo) / 2, 0.02 * extent.max())
+    half = np.maximum((hi - lo) / 2, floor)
     half = np.maximum(half, 0.5 * half.max())  # a collinear face still gets a round ring
-    angles = 2 * np.pi * np.arange(count) / count
-    ring = (lo + hi) / 2 + scale * half * np.stack([np.cos(angles), np.sin(angles)], 1)
-    margin = 0.03 * extent.max()
-    inside = (ring >= border.min(0) + margin).all(1) & (ring <= border.max(0) - margin).all(1)
-    return ring[inside]
+    return (lo + hi) / 2, scale * half
+
+
+def _ring(centre: np.ndarray, axes: np.ndarray, count: int) -> np.ndarray:
+    """`count` points on the ellipse (centre, axes)."""
+    angles = 2 * np.pi * np.arange(count) / max(count, 1)
+    return centre + axes * np.stack([np.cos(angles), np.sin(angles)], 1)
 
 
 def _separate_duplicates(points: np.ndarray) -> np.ndarray:
@@ -79,6 +120,113 @@ def delaunay(points: np.ndarray) -> np.ndarray:
     return triangles[(triangles[:, 0] != triangles[:, 1]) & (triangles[:, 1] != triangles[:, 2])]
 
 
+def signed_areas(corners: np.ndarray) -> np.ndarray:
+    """(K, 3, 2) triangle corners -> (K,) twice their signed areas; the sign is the orientation."""
+    a = corners[:, 1] - corners[:, 0]
+    b = corners[:, 2] - corners[:, 0]
+    return a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+
+
+def _polygon_depth(polygon: np.ndarray, origin: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Distance (px) of each pixel of a `shape` window at `origin` from the outside of `polygon`; 0 outside."""
+    mask = np.zeros(shape, np.uint8)
+    fixed = np.round((polygon - origin) * (1 << _SHIFT)).astype(np.int32)
+    cv2.fillPoly(mask, [fixed], 1, cv2.LINE_8, _SHIFT)
+    return cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+
+
+def _window(polygon: np.ndarray, pad: int, height: int | None = None, width: int | None = None):
+    """Integer (x0, y0, x1, y1) around `polygon` with `pad` pixels to spare, clipped to the frame when given."""
+    x0, y0 = (np.floor(polygon.min(0)) - pad).astype(int)
+    x1, y1 = (np.ceil(polygon.max(0)) + pad + 1).astype(int)
+    if width is not None and height is not None:
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def mouth_colours(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edge and centre colours of a mouth interior for `image` with (68, 2) `points`, as float32 (C,) or ().
+
+    Taken from the photo itself: the mean of the darkest tenth of the pixels inside the outer lips (the lip line,
+    the corners' shadow, an open mouth's interior), darkened to 60 % at the edge and 30 % at the centre, so a cavity
+    matches the photo's lighting and colour cast rather than a fixed black.
+    """
+    height, width = image.shape[:2]
+    lips = np.asarray(points, np.float64)[48:60]
+    x0, y0, x1, y1 = _window(lips, 1, height, width)
+    channels = image.shape[2] if image.ndim == 3 else 1
+    dark = np.full(channels, 40.0 if np.issubdtype(image.dtype, np.integer) else 0.15)
+    if x1 > x0 and y1 > y0:
+        inside = _polygon_depth(lips, np.array([x0, y0]), (y1 - y0, x1 - x0)) > 0
+        pixels = image[y0:y1, x0:x1][inside].reshape(-1, channels).astype(np.float64)
+        if len(pixels):
+            luminance = pixels.mean(1)
+            dark = pixels[luminance <= np.percentile(luminance, 10)].mean(0)
+    dark = dark if image.ndim == 3 else dark[0]
+    return (0.6 * dark).astype(np.float32), (0.3 * dark).astype(np.float32)
+
+
+def fill_mouth(
+    image: np.ndarray,
+    target: np.ndarray,
+    map_x: np.ndarray,
+    map_y: np.ndarray,
+    source: np.ndarray,
+    colours: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """Paint a dark mouth interior where `target` opens the mouth wider than the `source` photo shows it.
+
+    `image` is the warp of the source photo onto the (68, 2) `target` landmarks with the maps `map_x`, `map_y`
+    (`PiecewiseAffineWarp.maps`); `source` are the photo's own landmarks and `colours` its `mouth_colours`. Inside
+    the target's inner-lip polygon (points 60-67), a pixel keeps the warped photo where it comes from inside the
+    photo's own open mouth (teeth, tongue) and is not stretched more than about 3× in area; elsewhere it is painted
+    with a colour graded from the edge colour to the darker centre colour by depth in the polygon. The edge is
+    feathered and the outermost 2 px are never painted, so the lips keep their own border and identical landmarks
+    return the warp unchanged. Only source pixels and synthetic colour are used: never a driving frame.
+    Returns a new image (or `image` itself when there is nothing to paint).
+    """
+    height, width = image.shape[:2]
+    polygon = np.asarray(target, np.float64)[INNER_LIPS]
+    if abs(cv2.contourArea(polygon.astype(np.float32))) < 4.0:
+        return image  # closed or nearly closed: the common case, decided in microseconds
+    x0, y0, x1, y1 = _window(polygon, 2, height, width)
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return image
+    depth = _polygon_depth(polygon, np.array([x0, y0]), (y1 - y0, x1 - x0))
+    deepest = float(depth.max())
+    feather = max(1.0, 0.25 * deepest)
+    weight = np.clip((depth - 2.0) / feather, 0.0, 1.0)
+    if not weight.any():
+        return image
+    mx, my = map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1]
+    # Where the warped pixel comes from inside the photo's own inner lips (by more than a pixel): an open mouth.
+    own = np.asarray(source, np.float64)[INNER_LIPS]
+    sx0, sy0, sx1, sy1 = _window(own, 3)
+    shown = np.clip(_polygon_depth(own, np.array([sx0, sy0]), (sy1 - sy0, sx1 - sx0)) - 1.0, 0.0, 1.0)
+    shown = cv2.remap(shown, mx - sx0, my - sy0, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # ... unless it is stretched so much (a slit of teeth pulled over a wide-open target) that it would smear.
+    dxx, dxy = np.gradient(mx, axis=1), np.gradient(mx, axis=0)
+    dyx, dyy = np.gradient(my, axis=1), np.gradient(my, axis=0)
+    stretch = 1.0 / np.maximum(np.abs(dxx * dyy - dxy * dyx), 1e-6)  # target area per source area
+    shown = shown * np.clip((4.0 - stretch) / 2.0, 0.0, 1.0)
+    fill = weight * (1.0 - shown)
+    if not fill.any():
+        return image
+    fill = np.minimum(cv2.GaussianBlur(fill, (0, 0), feather / 2), weight)  # no seams along triangle edges
+    edge, centre = (np.asarray(c, np.float32) for c in colours)
+    grade = np.clip(depth / max(deepest, 1.0), 0.0, 1.0)
+    patch = image[y0:y1, x0:x1].astype(np.float32)
+    if patch.ndim == 3:
+        fill, grade = fill[..., None], grade[..., None]
+    patch = patch * (1.0 - fill) + (edge + (centre - edge) * grade) * fill
+    out = image.copy()
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        patch = np.clip(np.round(patch), info.min, info.max)
+    out[y0:y1, x0:x1] = patch.astype(image.dtype)
+    return out
+
+
 def _inverse_affines(target: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per triangle, the (3, 2) matrix M with [x, y, 1] @ M = source position of target pixel (x, y).
 
@@ -102,61 +250,203 @@ def _inverse_affines(target: np.ndarray, source: np.ndarray) -> tuple[np.ndarray
     return np.concatenate([linear.transpose(0, 2, 1), shift[:, None, :]], 1), valid
 
 
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
 class PiecewiseAffineWarp:
     """Built once per source image and its landmarks; call with target landmarks to get a `Warped`.
 
     The triangulation is fixed on the source points, so consecutive targets warp consistently; the ring points
     follow the similarity that best aligns the stable source landmarks to the target (the head moves with the
-    face) while the border anchors stay fixed (the frame does not).
+    face), and outside the ring that motion fades out smoothly, faster below the face than beside and above it
+    (module docstring). `mouth` paints a mouth-interior where the target opens the mouth wider than the source
+    shows it (`fill_mouth`).
     """
 
     def __init__(
-        self, image: np.ndarray, points: np.ndarray, ring_points: int = 16, ring_scale: float = 1.6
+        self,
+        image: np.ndarray,
+        points: np.ndarray,
+        ring_points: int = 16,
+        ring_scale: float = 1.6,
+        mouth: bool = True,
     ) -> None:
         self.image = np.ascontiguousarray(image)
         self.height, self.width = self.image.shape[:2]
         self.points = check_points(points)
         self._limit = 4.0 * max(self.height, self.width)  # keeps absurd coordinates inside fixed-point range
         landmarks = np.clip(self.points, -self._limit, self._limit)
-        self.border = _border_anchors(landmarks, self.height, self.width)
-        self.ring = _ring(landmarks, self.border, ring_points, ring_scale)
-        self.vertices = _separate_duplicates(np.concatenate([landmarks, self.ring, self.border]))
-        self.triangles = delaunay(self.vertices)  # (K, 3)
+        self._landmarks = landmarks
+        self.ring_centre, self.ring_axes = _ring_ellipse(landmarks, ring_scale, 0.02 * max(self.height, self.width))
+        self.ring = _ring(self.ring_centre, self.ring_axes, ring_points)
+        self.vertices = np.concatenate([landmarks, self.ring])
+        layout = _separate_duplicates(np.concatenate([_open_layout(landmarks), self.ring]))
+        triangles = delaunay(layout)
+        flip = signed_areas(layout[triangles]) < 0
+        triangles[flip] = triangles[flip][:, [0, 2, 1]]  # one orientation for all: a flip is a sign change
+        self.triangles = triangles  # (K, 3)
         self._source_triangles = self.vertices[self.triangles]  # (K, 3, 2)
+        # Eye and inner-mouth triangles may collapse or flip (closing); every other one is kept unfolded, unless the
+        # source itself has it folded (a detector's crossed points), which no blend towards the source can undo.
+        opening = np.zeros(len(triangles), bool)
+        for part in _OPENINGS:
+            opening |= np.isin(triangles, part).all(1)
+        source_area = signed_areas(self._source_triangles)
+        self._checked = np.flatnonzero(~opening & (source_area > 1e-9))
+        self._checked_area = source_area[self._checked]
         self._is_face = np.append((self.triangles < NUM_POINTS).all(1), False).astype(np.float32)
         ys, xs = np.mgrid[: self.height, : self.width].astype(np.float32)
         self._grid = (xs, ys)
+        self._mouth_colours = mouth_colours(self.image, landmarks) if mouth else None
+
+    def _unfolded(self, vertices: np.ndarray, head: np.ndarray) -> bool:
+        """Whether every checked triangle keeps its orientation and at least `_MIN_AREA` of its (scaled) area."""
+        scale2 = abs(float(np.linalg.det(head[:, :2])))
+        area = signed_areas(vertices[self.triangles[self._checked]])
+        return bool((area > _MIN_AREA * scale2 * self._checked_area).all())
+
+    def _target(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Target positions of all vertices and the head's similarity (source -> target); see target_vertices."""
+        target = np.clip(check_points(target), -self._limit, self._limit)
+        head = fit_similarity(self._landmarks[STABLE], target[STABLE])
+        ring = apply_affine(head, self.ring)
+        vertices = np.concatenate([target, ring])
+        if self._unfolded(vertices, head):
+            return vertices, head
+        rigid = apply_affine(head, self._landmarks)  # the source's own shape in the target's pose: never folds
+        if not self._unfolded(np.concatenate([rigid, ring]), head):
+            return vertices, head  # a degenerate target (collapsed head): nothing to unfold towards
+        lo, hi = 0.0, 1.0
+        for _ in range(_BLEND_STEPS):  # the smallest share of the rigid shape that unfolds every triangle
+            mid = (lo + hi) / 2
+            if self._unfolded(np.concatenate([(1 - mid) * target + mid * rigid, ring]), head):
+                hi = mid
+            else:
+                lo = mid
+        return np.concatenate([(1 - hi) * target + hi * rigid, ring]), head
 
     def target_vertices(self, target: np.ndarray) -> np.ndarray:
-        """The target positions of all vertices: landmarks as given, ring moved rigidly, border fixed."""
-        target = np.clip(check_points(target), -self._limit, self._limit)
-        head = fit_similarity(self.points[STABLE], target[STABLE])
-        return np.concatenate([target, apply_affine(head, self.ring), self.border])
+        """The target positions of all vertices (landmarks, then ring): the landmarks as given, or blended towards
+        the rigidly moved source shape by the least share that leaves no triangle folded; the ring moved rigidly."""
+        return self._target(target)[0]
+
+    def _outside(self, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """map_x, map_y (H, W) of the region outside the mesh: the head's motion, faded out beyond the ring.
+
+        The fade (module docstring) and the displacement it scales are evaluated on a grid of `_COARSE`-pixel cells
+        and upsampled bilinearly; the grid reaches a cell beyond the frame on every side, so the upsampling is exact
+        for the rigid motion inside the fade (no seam against the ring) and smooth everywhere.
+        """
+        xs, ys = self._grid
+        det = float(np.linalg.det(head[:, :2]))
+        if abs(det) < 1e-12:  # a collapsed head: nothing to follow
+            return xs.copy(), ys.copy()
+        to_source = invert_affine(head)
+        rows, cols = -(-self.height // _COARSE) + 2, -(-self.width // _COARSE) + 2
+        # Cell centres as cv2.resize sees them, on a frame padded by one cell: in target pixels.
+        x = (np.arange(cols) + 0.5) * _COARSE - 0.5 - _COARSE
+        y = (np.arange(rows) + 0.5) * _COARSE - 0.5 - _COARSE
+        grid = np.stack(np.meshgrid(x, y), -1)  # (rows, cols, 2)
+        back = apply_affine(to_source, grid)  # where the rigidly moved head's pixels come from
+        v = (back - self.ring_centre) / self.ring_axes  # the ring is the unit circle
+        rho = np.linalg.norm(v, axis=-1)
+        below = np.clip(v[..., 1] / np.maximum(rho, 1e-6), 0.0, 1.0)
+        # The frame's edges stay put: the fade also falls to 0 towards each edge, over a margin that stops short of
+        # the ring (a side the ring reaches or crosses is not pinned: the head must move there).
+        ring = apply_affine(head, self.ring) if len(self.ring) else apply_affine(head, self.ring_centre[None])
+        lo, hi = ring.min(0), ring.max(0)
+        slack = 0.03 * (hi - lo)
+        limit = _PIN * min(self.height, self.width)
+        pin = np.ones((rows, cols))
+        for gap, distance in (
+            (lo[0] - slack[0] + 0.5, grid[..., 0] + 0.5),
+            (lo[1] - slack[1] + 0.5, grid[..., 1] + 0.5),
+            (self.width - 0.5 - hi[0] - slack[0], self.width - 0.5 - grid[..., 0]),
+            (self.height - 0.5 - hi[1] - slack[1], self.height - 0.5 - grid[..., 1]),
+        ):
+            margin = min(float(gap), limit)
+            if margin > 1.0:
+                pin *= _smoothstep(distance / margin)
+        floor = 0.25 * min(1.0, 1.0 / abs(det))  # a quarter of the rigid part's area ratio (source per target px)
+        tries = [(widen, pin) for widen in _FADE_WIDEN] + [(_FADE_WIDEN[-1], 1.0)]
+        best, best_shift = -np.inf, None
+        for widen, pinned in tries:  # the narrowest fade whose map keeps every cell's area: no fold
+            side = 1.0 - _smoothstep((rho - 1.0) / (widen * _FADE_SIDE))
+            down = 1.0 - _smoothstep((rho - 1.0) / (widen * _FADE_DOWN))
+            torso = 1.0 - _smoothstep((rho - 1.0) / (widen * _FADE_TORSO))
+            down = (1.0 - _TORSO) * down + _TORSO * torso
+            fade = (side + (down - side) * below) * pinned
+            shift = fade[..., None] * (back - grid)
+            moved = grid + shift
+            du, dv = np.diff(moved, axis=1)[:-1] / _COARSE, np.diff(moved, axis=0)[:, :-1] / _COARSE
+            worst = float((du[..., 0] * dv[..., 1] - du[..., 1] * dv[..., 0]).min())
+            if worst > best:
+                best, best_shift = worst, shift
+            if worst > floor:
+                break
+        shift = best_shift.astype(np.float32)
+        size = (cols * _COARSE, rows * _COARSE)
+        crop = np.s_[_COARSE : _COARSE + self.height, _COARSE : _COARSE + self.width]
+        dx = cv2.resize(np.ascontiguousarray(shift[..., 0]), size, interpolation=cv2.INTER_LINEAR)[crop]
+        dy = cv2.resize(np.ascontiguousarray(shift[..., 1]), size, interpolation=cv2.INTER_LINEAR)[crop]
+        return xs + dx, ys + dy
 
     def maps(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(68, 2) target landmarks -> map_x, map_y for cv2.remap, validity mask and face mask, all (H, W)."""
-        corners = self.target_vertices(target)[self.triangles]  # (K, 3, 2)
+        return self._maps(*self._target(target))
+
+    def _maps(self, vertices: np.ndarray, head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        corners = vertices[self.triangles]  # (K, 3, 2)
         affines, valid = _inverse_affines(corners, self._source_triangles)
         count = len(self.triangles)
-        index = np.full((self.height, self.width), count, np.int32)  # `count` = uncovered: identity
-        fixed = np.round(corners * (1 << _SHIFT)).astype(np.int32)
-        # Degenerate triangles first, so that any real triangle sharing their pixels wins.
-        for k in np.argsort(valid, kind="stable"):
-            cv2.fillConvexPoly(index, fixed[k], int(k), cv2.LINE_8, _SHIFT)
-        table = np.concatenate([affines, [[[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]]]).astype(np.float32)
-        table = table.reshape(count + 1, 6)[index]  # (H, W, 6)
-        xs, ys = self._grid
-        map_x = xs * table[..., 0] + ys * table[..., 2] + table[..., 4]
-        map_y = xs * table[..., 1] + ys * table[..., 3] + table[..., 5]
-        # A source pixel covers ±0.5 around its centre; BORDER_REPLICATE fills that last half pixel.
+        map_x, map_y = self._outside(head)
+        face = np.zeros((self.height, self.width), np.float32)
+        usable = np.ones((self.height, self.width), bool)
+        # Per-pixel affines only inside the mesh's box; the rest of the frame is the smooth outside motion.
+        x0, y0 = np.maximum(np.floor(corners.min((0, 1))).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(corners.max((0, 1))).astype(int) + 1, [self.width, self.height])
+        if x1 > x0 and y1 > y0:
+            box = np.s_[y0:y1, x0:x1]
+            # A byte per pixel while the mesh has fewer than 256 triangles (it has ~150): cv2.LUT then gathers.
+            small = count < 256
+            index = np.full((y1 - y0, x1 - x0), count, np.uint8 if small else np.int32)  # `count`: outside
+            fixed = np.round((corners - [x0, y0]) * (1 << _SHIFT)).astype(np.int32)
+            # Degenerate triangles first, so that any real triangle sharing their pixels wins.
+            for k in np.argsort(valid, kind="stable"):
+                cv2.fillConvexPoly(index, fixed[k], int(k), cv2.LINE_8, _SHIFT)
+            table = np.zeros((8, 256 if small else count + 1), np.float32)
+            table[:6, : count + 1] = np.concatenate([affines, np.zeros((1, 3, 2))]).reshape(count + 1, 6).T
+            table[6, :count] = self._is_face[:count]
+            table[7, :count] = ~valid
+            # One coefficient at a time: contiguous gathers are ~2x faster than one (h, w, 6) gather.
+            gather = (lambda row: cv2.LUT(index, row)) if small else (lambda row: np.take(row, index))
+            a, b, c, d, e, f, on_face, unusable = (gather(row) for row in table)
+            xs, ys = self._grid[0][box], self._grid[1][box]
+            inner = index < count
+            mx = xs * a
+            mx += ys * c
+            mx += e
+            my = xs * b
+            my += ys * d
+            my += f
+            np.copyto(map_x[box], mx, where=inner)
+            np.copyto(map_y[box], my, where=inner)
+            face[box] = on_face
+            usable[box] = unusable == 0
+        # A source pixel covers ±0.5 around its centre; the reflected border (__call__) fills that last half pixel.
         x_in = (map_x >= -0.5) & (map_x <= self.width - 0.5)
         inside = x_in & (map_y >= -0.5) & (map_y <= self.height - 0.5)
-        mask = (inside & np.append(valid, False)[index]).astype(np.float32)
-        return map_x, map_y, mask, self._is_face[index]
+        mask = (inside & usable).astype(np.float32)
+        return map_x, map_y, mask, face
 
     def __call__(self, target: np.ndarray) -> Warped:
-        map_x, map_y, mask, face = self.maps(target)
-        image = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        vertices, head = self._target(target)
+        map_x, map_y, mask, face = self._maps(vertices, head)
+        image = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        if self._mouth_colours is not None:
+            image = fill_mouth(image, vertices[:NUM_POINTS], map_x, map_y, self._landmarks, self._mouth_colours)
         return Warped(image, mask, face)
 
 
@@ -183,7 +473,12 @@ class MultiSourceWarp:
     """T source images with their landmarks; warps the nearest one, or blends the `blend` nearest."""
 
     def __init__(
-        self, images: Sequence[np.ndarray], points: np.ndarray, ring_points: int = 16, ring_scale: float = 1.6
+        self,
+        images: Sequence[np.ndarray],
+        points: np.ndarray,
+        ring_points: int = 16,
+        ring_scale: float = 1.6,
+        mouth: bool = True,
     ) -> None:
         if len(images) == 0 or len(images) != len(points):
             raise ValueError(f"need one landmark set per image: {len(images)} images, {len(points)} sets")
@@ -191,7 +486,7 @@ class MultiSourceWarp:
             raise ValueError("all source images must have the same shape (one crop frame for all landmarks)")
         self.points = np.asarray(points, np.float64)
         self.warps = [
-            PiecewiseAffineWarp(image, p, ring_points, ring_scale)
+            PiecewiseAffineWarp(image, p, ring_points, ring_scale, mouth)
             for image, p in zip(images, self.points, strict=True)
         ]
 

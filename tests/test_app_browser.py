@@ -260,7 +260,7 @@ def test_app_animates_and_survives_bad_uploads(server, browser, media, tmp_path)
     screenshot = tmp_path / "result.png"
     browser.save_screenshot(str(screenshot))
     print(f"screenshot: {screenshot}")
-    assert state["error"] is None and state["duration"] > 0 and state["width"] == 256, state
+    assert state["error"] is None and state["duration"] > 0 and state["width"] == 720, state  # the whole photo
 
 
 def test_app_animates_a_webcam_recording(server, browser, camera, tmp_path):

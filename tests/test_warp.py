@@ -1,4 +1,5 @@
-"""Piecewise-affine warp: identity, exact landmark transport, real-photo landmark following, degenerate input."""
+"""Piecewise-affine warp: identity, exact landmark transport, real-photo landmark following, degenerate input, no
+fold-overs, head motion faded smoothly into a still background, and a dark mouth where the photo's is closed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,17 @@ import pytest
 from dlib_points import landmarks
 
 from faces.bench_warp import WarpBenchConfig, bench_warp, synthetic_face
-from faces.warp import MultiSourceWarp, PiecewiseAffineWarp, nearest_source, source_distances
+from faces.motion import STABLE, apply_affine, fit_similarity
+from faces.warp import (
+    INNER_LIPS,
+    MultiSourceWarp,
+    PiecewiseAffineWarp,
+    fill_mouth,
+    mouth_colours,
+    nearest_source,
+    signed_areas,
+    source_distances,
+)
 
 SIZE = 128
 
@@ -26,11 +37,11 @@ def _photo(media, name: str) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, ::-1])
 
 
-def test_identical_landmarks_return_the_image():
-    image, face = _texture(), synthetic_face(SIZE, mouth=0.3)
+@pytest.mark.parametrize("mouth", [0.0, 0.3])
+def test_identical_landmarks_return_the_image(mouth):
+    image, face = _texture(), synthetic_face(SIZE, mouth=mouth)
     out = PiecewiseAffineWarp(image, face)(face)
-    assert np.abs(out.image.astype(int) - image).mean() <= 1.0
-    assert (out.image == image).mean() > 0.99
+    assert np.array_equal(out.image, image)  # exactly: no fold relaxation, no outside motion, no mouth painted
     assert out.mask.min() == 1.0
 
 
@@ -100,6 +111,183 @@ def test_closed_mouth_source_keeps_every_landmark_in_the_mesh():
     map_x, map_y, _, _ = warp.maps(np.round(opened))
     lip = np.round(opened[66]).astype(int)
     assert abs(map_y[lip[1], lip[0]] - closed[66, 1]) < 1.0  # the lower lip still drags its own pixels
+
+
+# ------------------------------------------------------------------------------------------------- fold-overs
+
+
+def _coverage(vertices: np.ndarray, triangles: np.ndarray) -> tuple[float, float]:
+    """Summed |area| of the mesh's triangles and the area of its outline: equal only when none overlaps another."""
+    total = float(np.abs(signed_areas(vertices[triangles])).sum() / 2)
+    return total, float(cv2.contourArea(cv2.convexHull(vertices.astype(np.float32))))
+
+
+def _brows_through_the_eyes(face: np.ndarray) -> np.ndarray:
+    target = face.copy()
+    target[17:27, 1] += 2.0 * (face[36:48, 1].mean() - face[17:27, 1].mean())  # brows pushed below the eyes
+    return target
+
+
+def test_a_target_that_folds_the_mesh_is_relaxed_until_nothing_overlaps():
+    face = synthetic_face(SIZE)
+    warp = PiecewiseAffineWarp(_texture(), face)
+    target = _brows_through_the_eyes(face)
+    as_given = np.concatenate([target, apply_affine(fit_similarity(face[STABLE], target[STABLE]), warp.ring)])
+    total, outline = _coverage(as_given, warp.triangles)
+    assert total > 1.1 * outline  # drawn as given, triangles would cover pixels twice
+    relaxed = warp.target_vertices(target)
+    total, outline = _coverage(relaxed, warp.triangles)
+    assert total == pytest.approx(outline, rel=1e-6)  # every pixel covered once: no fold-over
+    assert (signed_areas(relaxed[warp.triangles]) > -1e-9).all()  # every triangle keeps its orientation
+    moved = (relaxed[17:27, 1] - face[17:27, 1]).mean()
+    assert 0.1 < moved / (target[17:27, 1] - face[17:27, 1]).mean() < 0.9  # part of the motion kept, not all
+    np.testing.assert_array_equal(warp.target_vertices(face)[:68], face)  # an unfolded target is left alone
+    out = warp(target)
+    assert out.image.shape == (SIZE, SIZE, 3) and out.mask.min() == 1.0
+
+
+@pytest.mark.parametrize("mouth", [0.5, 1.0])
+def test_opening_a_closed_mouth_or_eye_folds_nothing(mouth):
+    closed = synthetic_face(SIZE, mouth=0.0)
+    closed[[37, 38, 43, 44]] = closed[[41, 40, 47, 46]]  # eyes shut too
+    warp = PiecewiseAffineWarp(_texture(), closed)
+    target = synthetic_face(SIZE, mouth=mouth, angle=0.1)
+    vertices = warp.target_vertices(target)
+    np.testing.assert_array_equal(vertices[:68], target)  # nothing to relax: the expression is kept whole
+    total, outline = _coverage(vertices, warp.triangles)
+    assert total == pytest.approx(outline, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------- outside the face
+
+
+def _small_face(size: int = 256) -> np.ndarray:
+    """A face a quarter of the frame wide, in the upper middle (a half-body photo)."""
+    return synthetic_face(size) * 0.3 + [0.35 * size, 0.2 * size]
+
+
+def test_head_motion_fades_smoothly_into_a_still_background():
+    size = 256
+    face = _small_face(size)
+    warp = PiecewiseAffineWarp(_texture(size), face, mouth=False)
+    centre = face[STABLE].mean(0)
+    c, s = np.cos(0.2), np.sin(0.2)
+    head = np.array([[c, -s, 0.0], [s, c, 0.0]])
+    head[:, 2] = centre + [12, 5] - head[:, :2] @ centre  # turned 11° and moved
+    map_x, map_y, mask, _ = warp.maps(apply_affine(head, face))
+    ys, xs = np.mgrid[:size, :size]
+    shift = np.hypot(map_x - xs, map_y - ys)
+    assert shift[0].max() < 1e-3 and shift[-1].max() < 1e-3  # the frame's edges stay put
+    assert shift[:, 0].max() < 1e-3 and shift[:, -1].max() < 1e-3
+    assert mask.min() == 1.0  # nothing sampled from outside the photo
+    ring = np.round(apply_affine(head, warp.ring)).astype(int)  # the ring moves with the head (hair, ears)
+    back = np.stack([map_x[ring[:, 1], ring[:, 0]], map_y[ring[:, 1], ring[:, 0]]], 1)
+    expected = apply_affine(np.linalg.inv(np.vstack([head, [0, 0, 1]]))[:2], ring)
+    np.testing.assert_allclose(back, expected, atol=0.05)
+    chin = face[8]
+    below = np.round(chin + [0, 0.6 * (size - chin[1])]).astype(int)  # the chest, well below the neck
+    head_shift = np.linalg.norm(apply_affine(head, chin) - chin)
+    assert shift[below[1], below[0]] < 0.4 * head_shift  # the torso moves little
+    # Smooth: no kink anywhere outside the face (second differences stay tiny), and no fold (Jacobian > 0).
+    outside = np.hypot(xs - centre[0], ys - centre[1]) > 1.7 * np.abs(warp.ring - centre).max()
+    for m in (map_x, map_y):
+        assert np.abs(np.diff(m, 2, axis=1))[outside[:, 1:-1]].max() < 0.25
+        assert np.abs(np.diff(m, 2, axis=0))[outside[1:-1]].max() < 0.25
+    jacobian = np.gradient(map_x, axis=1) * np.gradient(map_y, axis=0) - np.gradient(map_x, axis=0) * np.gradient(
+        map_y, axis=1)
+    assert jacobian.min() > 0.2
+
+
+@pytest.mark.parametrize("shift", [(60, 0), (0, -60), (40, 40)])
+def test_large_head_motion_does_not_fold_the_background(shift):
+    size = 256
+    face = _small_face(size)
+    warp = PiecewiseAffineWarp(_texture(size), face, mouth=False)
+    map_x, map_y, _, _ = warp.maps(face + shift)
+    jacobian = np.gradient(map_x, axis=1) * np.gradient(map_y, axis=0) - np.gradient(map_x, axis=0) * np.gradient(
+        map_y, axis=1)
+    assert jacobian.min() > 0.2
+
+
+# ----------------------------------------------------------------------------------------------------- mouth
+
+SKIN, LIPS = (205, 160, 130), (170, 80, 80)
+MOUTH_SIZE = 256
+
+
+def _painted_face(mouth: float, teeth: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A skin-coloured frame with lips drawn in, its landmarks; `teeth` paints the inner mouth white."""
+    points = synthetic_face(MOUTH_SIZE, mouth=mouth)
+    image = np.empty((MOUTH_SIZE, MOUTH_SIZE, 3), np.uint8)
+    image[:] = SKIN
+    cv2.fillPoly(image, [np.round(points[48:60] * 16).astype(np.int32)], LIPS, cv2.LINE_AA, 4)
+    cv2.polylines(image, [np.round(points[INNER_LIPS] * 16).astype(np.int32)], True, (150, 65, 65), 1, cv2.LINE_AA, 4)
+    if teeth:
+        cv2.fillPoly(image, [np.round(points[INNER_LIPS] * 16).astype(np.int32)], (245, 245, 240), cv2.LINE_AA, 4)
+    noise = np.random.default_rng(1).normal(0, 3, image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8), points
+
+
+def _inner_mouth(points: np.ndarray, erode: int = 2) -> np.ndarray:
+    mask = np.zeros((MOUTH_SIZE, MOUTH_SIZE), np.uint8)
+    cv2.fillPoly(mask, [np.round(points[INNER_LIPS]).astype(np.int32)], 1)
+    return cv2.erode(mask, np.ones((3, 3), np.uint8), iterations=erode).astype(bool)
+
+
+def _luminance(image: np.ndarray) -> np.ndarray:
+    return image.astype(float).mean(-1)
+
+
+def test_a_closed_mouth_opened_shows_a_dark_cavity_not_skin():
+    image, closed = _painted_face(0.0)
+    target = synthetic_face(MOUTH_SIZE, mouth=1.0)
+    inside = _inner_mouth(target)
+    assert inside.sum() > 30
+    painted = PiecewiseAffineWarp(image, closed)(target).image
+    stretched = PiecewiseAffineWarp(image, closed, mouth=False)(target).image
+    skin = float(np.mean(SKIN))
+    assert _luminance(stretched)[inside].mean() > 0.5 * skin  # without it: lips and skin pulled over the gap
+    assert _luminance(painted)[inside].mean() < 0.35 * skin  # with it: dark, not skin-coloured
+    centre = np.round(target[INNER_LIPS].mean(0)).astype(int)
+    rim = np.round(0.7 * target[62] + 0.3 * target[INNER_LIPS].mean(0)).astype(int)
+    assert _luminance(painted)[centre[1], centre[0]] <= _luminance(painted)[rim[1], rim[0]]  # darker inwards
+    edge, middle = mouth_colours(image, closed)
+    assert edge.shape == (3,) and (middle < edge).all() and edge.mean() < np.mean(LIPS)
+    away = ~cv2.dilate(_inner_mouth(target, 0).astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    assert np.array_equal(painted[away], stretched[away])  # nothing painted outside the mouth
+
+
+def test_an_open_mouth_keeps_its_own_teeth():
+    image, opened = _painted_face(0.8, teeth=True)
+    target = synthetic_face(MOUTH_SIZE, mouth=1.0)  # a little wider than the photo shows
+    out = PiecewiseAffineWarp(image, opened)(target).image
+    assert _luminance(out)[_inner_mouth(target)].mean() > 200  # the warped teeth, not a painted cavity
+
+
+def test_fill_mouth_leaves_a_closed_target_alone():
+    image, closed = _painted_face(0.0)
+    warp = PiecewiseAffineWarp(image, closed, mouth=False)
+    map_x, map_y, _, _ = warp.maps(closed)
+    out = fill_mouth(image, closed, map_x, map_y, closed, mouth_colours(image, closed))
+    assert out is image
+
+
+@pytest.mark.media
+def test_a_closed_mouth_photo_driven_open_gets_a_dark_mouth(media):
+    image = _photo(media, "anne.jpg")  # lips closed
+    source = landmarks(image)
+    assert source is not None and np.abs(source[[61, 62, 63]] - source[[67, 66, 65]]).max() < 3
+    target = source.copy()
+    drop = 0.35 * (source[8, 1] - source[57, 1])
+    target[[65, 66, 67], 1] += drop  # the lower lip and the chin move down
+    target[55:60, 1] += drop
+    target[5:12, 1] += 0.6 * drop
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(target[INNER_LIPS]).astype(np.int32)], 1)
+    inside = cv2.erode(mask, np.ones((3, 3), np.uint8), iterations=2).astype(bool)
+    out = PiecewiseAffineWarp(image, source)(target).image
+    cheek = image[int(source[30, 1]) - 3 : int(source[30, 1]) + 3, int(source[3, 0]) + 8 : int(source[3, 0]) + 14]
+    assert _luminance(out)[inside].mean() < 0.5 * _luminance(cheek).mean()
 
 
 def test_nan_landmarks_are_refused_with_a_message():
