@@ -63,6 +63,14 @@ class Canvas:
         frame = self.transform.crop(self.image, cv2.BORDER_REPLICATE)  # no black for the warp to pull in
         return frame, self.transform.to_crop(self.points).astype(np.float64)
 
+    def face_view(self, resolution: int) -> CropTransform:
+        """Where the face crop (framed as training framed faces, `resolution` px) sits in a rendered work square: the
+        warp always works on the whole square, so that a face crop shows no edge the head's motion could not fade
+        out at."""
+        face = photo_transform(self.points, CropConfig(resolution=resolution))
+        (x0, y0), (wx, wy) = face.offset, self.transform.offset  # the work square is at one pixel per canvas pixel
+        return CropTransform(face.scale, (x0 - wx, y0 - wy), resolution)
+
     def paste(self, face: np.ndarray) -> np.ndarray:
         """The canvas with `face` (a (R, R, 3) rendered crop) in place, its border feathered into the photo."""
         transform = self.transform if face.shape[0] == self.transform.size else self.transform.resized(face.shape[0])

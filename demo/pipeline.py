@@ -34,6 +34,7 @@ from demo.limits import cut_notice, driving_info
 from demo.renderers import ModelFolder, NeuralRenderer, WarpRenderer
 from demo.weights import resolve_weights
 from faces.config import DetectorConfig, SmoothingConfig
+from faces.crop import CropTransform
 from faces.detect import LandmarkDetector, load_detector
 from faces.landmark_image import draw_landmarks
 from faces.motion import MotionConfig, retarget
@@ -92,6 +93,13 @@ class Persona:
     description: str  # e.g. "neural, feed-forward from 3 photos"
     canvas: Canvas | None  # the first photo, where faces go back (whole-photo output); None: the face crop alone
     avatar: Path | None = None  # the personalised .onnx behind a neural renderer, when one was written or loaded
+    view: CropTransform | None = None  # face output of a renderer that works on a wider square: the crop shown
+
+    def compose(self, face: np.ndarray) -> np.ndarray:
+        """A rendered face as the output shows it: in the whole photo, cut to the face crop, or as it is."""
+        if self.canvas is not None:
+            return self.canvas.paste(face)
+        return face if self.view is None else self.view.crop(face)
 
 
 @dataclass
@@ -255,17 +263,18 @@ class Pipeline:
 
     @staticmethod
     def _warp_persona(faces: list[SourceFace], config: AnimateConfig) -> Persona:
-        """The warp renderer at the first photo's own resolution (whole-photo output: the face crop is cut from the
-        canvas pixel for pixel, so nothing is resampled on the way in or out), or at --resolution (face output)."""
+        """The warp renderer on the first photo's work square at the photo's own resolution, cut from the canvas
+        pixel for pixel, so that nothing is resampled on the way in or (whole-photo output) out; face output is the
+        face crop of that square at --resolution."""
         description = f"warp of {len(faces)} photo(s)"
-        if config.output == "face":
-            return Persona(WarpRenderer(crops(faces, config.resolution)), description, None)
         canvas = Canvas.native(faces[0].image, faces[0].points, config.max_side)
         frame, points = canvas.face()
         source = Crops(frame[None], points[None])
         if len(faces) > 1:  # the other photos framed alike, so that crop pixels mean the same place on the face
             rest = crops(faces[1:], canvas.transform.size, Canvas.WARP_FRAMING)
             source = Crops(np.concatenate([source.frames, rest.frames]), np.concatenate([source.points, rest.points]))
+        if config.output == "face":
+            return Persona(WarpRenderer(source), description, None, view=canvas.face_view(config.resolution))
         return Persona(WarpRenderer(source), description, canvas)
 
     @staticmethod
@@ -389,7 +398,7 @@ class Pipeline:
                         with timings("identity"):
                             meter.add(face, target)
                     with timings("compose"):
-                        image = face if persona.canvas is None else persona.canvas.paste(face)
+                        image = persona.compose(face)
                         if config.side_by_side:
                             image = side_by_side(frame, draw_landmarks(target, renderer.resolution), image)
                         if config.watermark:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class Recorder:
 
     renderer: object  # the WarpRenderer or NeuralRenderer the pipeline made
     tile: int
+    compose: Callable[[np.ndarray], np.ndarray]  # the persona's: a rendered face as the output shows it
     targets: list[np.ndarray] = field(default_factory=list)
     faces: list[np.ndarray] = field(default_factory=list)
 
@@ -60,14 +62,14 @@ class Recorder:
     def render(self, targets: np.ndarray) -> np.ndarray:
         faces = self.renderer.render(targets)
         self.targets.extend(targets)
-        self.faces.extend(fit_height(face, self.tile) for face in faces)
+        self.faces.extend(fit_height(self.compose(face), self.tile) for face in faces)
         return faces
 
 
 def animate(pipeline: Pipeline, config: AnimateConfig, tile: int) -> tuple[Recorder, Result]:
     """Personalize and animate as `Pipeline.run` does, with the renderer wrapped in a Recorder."""
     persona, notices = pipeline.personalize(config)
-    recorder = Recorder(persona.renderer, tile)
+    recorder = Recorder(persona.renderer, tile, persona.compose)
     result = pipeline.animate(replace(persona, renderer=recorder), config, notices=notices)
     for notice in result.notices:
         print(f"  notice: {notice}")
@@ -122,7 +124,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "result.png", help="PNG to write")
     parser.add_argument("--frames", type=int, default=6, help="time steps (columns), evenly spread over the clip")
     parser.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of the clip")
-    parser.add_argument("--tile", type=int, default=128, help="side of each tile in px")
+    parser.add_argument("--tile", type=int, default=256, help="side of each tile in px")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads (0: one per core)")
     parser.add_argument("--gif", type=Path, default=None, help="also write a warp | neural GIF of the whole clip here")
     args = parser.parse_args(argv)
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None) -> np.ndarray:
     pipeline.settings = replace(pipeline.settings, threads=args.threads)
     print(pipeline.status())
     with tempfile.TemporaryDirectory(prefix="readme-result-") as tmp:
-        base = AnimateConfig(driving=str(args.driving), source=(str(PORTRAIT),), weights=args.weights,
+        # Face crops, so that both rows show the same framing: the warp's at 512 px, the model's at its own 128 px.
+        base = AnimateConfig(driving=str(args.driving), source=(str(PORTRAIT),), weights=args.weights, output="face",
                              limits=LimitsConfig(max_frames=args.max_frames), progress=False)
         recorders = {}
         for renderer in ("warp", "neural"):
