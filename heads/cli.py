@@ -46,6 +46,10 @@ COMMANDS: dict[str, Command] = {
         "training.fewshot_config:EvaluateConfig", "training.evaluate:evaluate",
         "The paper's self-reenactment protocol on prepared test clips: still, warp, FF, FT; Table 1 as MD/CSV.",
     ),
+    "evaluate-cross": Command(
+        "training.fewshot_config:CrossEvaluateConfig", "training.evaluate_cross:evaluate_cross",
+        "Cross-identity: test clips drive other people's photos and paintings (warp, FF); identity and motion.",
+    ),
     "bench finetune": Command(
         "training.fewshot_config:FinetuneBenchConfig", "training.bench_finetune:bench_finetune",
         "Seconds to fine-tune (T = 1, 8, 32) and feed-forward latency of the compact and paper models, as JSON.",

@@ -14,6 +14,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "bench train": ["--steps", "0"],
     "finetune": ["--model", "m", "--images", "a.jpg", "--shots", "40"],
     "evaluate": ["--model", "m", "--data", "d", "--holdout", "0"],
+    "evaluate-cross": ["--data", "d", "--frames", "2"],
     "bench finetune": ["--tune.batch", "0"],
     "export": ["--model", "m", "--out", "o", "--tolerance", "0"],
     "bench infer": ["--resolutions", "100"],

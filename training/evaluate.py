@@ -2,8 +2,8 @@
 
 Per test clip: T ∈ {1, 8, 32} personalization frames from the first half, 32 hold-out frames from the second half;
 every method re-renders the hold-out frames from their landmarks and is compared with the real ones. Methods: the
-still frame and the piecewise-affine warp (baselines that need no learning), and the feed-forward (FF) and
-fine-tuned (FT) avatars.
+still frame, the plain piecewise-affine warp and the warp with head points (baselines that need no learning), and
+the feed-forward (FF) and fine-tuned (FT) avatars.
 """
 
 from __future__ import annotations
@@ -12,28 +12,33 @@ import csv
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from base.errors import UserError
 from faces.landmark_image import draw_landmarks
+from faces.plain_warp import PlainWarp, nearest
 from faces.warp import MultiSourceWarp
 from training.avatar import model_id
 from training.config import to_dict
 from training.fewshot_config import FEED_FORWARD, EvaluateConfig, FinetuneSettings
 from training.finetune import load_networks, personalize, render
-from training.metrics.registry import METRICS, NOTE_HEADERS, Sample
+from training.metrics.registry import METRICS, NOTE_HEADERS, Sample, count_key
 from training.models import Networks
 from training.phases import resolve_device
 from training.prepared import PreparedEpisodes
 
-LABELS = {"still": "still frame", "warp": "warp", "ff": "FF", "ft": "FT"}
-# Table columns (key, header), all of them from the metric registry: every metric, then the notes shown.
-COLUMNS = (*((name, metric.header) for name, metric in METRICS.items()), *NOTE_HEADERS.items())
+LABELS = {"still": "still frame", "plainwarp": "plain warp", "warp": "warp", "ff": "FF", "ft": "FT"}
+# Table columns (key, header), all of them from the metric registry: every metric (and the clip count of those
+# that some clips lack), then the notes shown.
+COLUMNS = (*(column for name, metric in METRICS.items() for column in metric.columns(name)), *NOTE_HEADERS.items())
 
 
 @dataclass
@@ -44,6 +49,9 @@ class Clip:
     frames: np.ndarray  # (F, R, R, 3) uint8 RGB
     points: np.ndarray  # (F, 68, 2) landmarks in crop pixels
     landmark_images: np.ndarray  # (F, R, R, 3) uint8, as the model saw them in training
+    read_full: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+    """Frame indices -> those frames (K, S, S, 3) and landmarks (K, 68, 2) at the dataset's own resolution S, read
+    on demand (a clip at 256 px would take 50 MB held whole); None where R is all there is (synthetic clips)."""
 
 
 def split_frames(count: int, shots: tuple[int, ...], holdout: int) -> tuple[dict[int, np.ndarray], np.ndarray]:
@@ -62,9 +70,34 @@ def still_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.nd
 
 
 def warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.ndarray:
-    """Baseline: the personalization frame nearest in expression and pose, warped onto each hold-out's landmarks."""
+    """Baseline: the personalization frame nearest in expression and pose, warped onto each hold-out's landmarks,
+    with the ring of head points that follows the skull rigidly (faces.warp, the app's classical renderer)."""
     warp = MultiSourceWarp(list(clip.frames[personal]), clip.points[personal])
     return np.stack([warp(clip.points[i]).image for i in holdout])
+
+
+def plain_warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.ndarray:
+    """Baseline every renderer is read against: the nearest personalization frame warped onto each hold-out's
+    landmarks by the plainest piecewise-affine warp of the whole frame (faces.plain_warp, kept apart from the
+    app's improving faces.warp so that the baseline does not move), triangulated on the 68 landmarks and the
+    frame's fixed corners and edge midpoints only: no head points, so everything outside the face is stretched
+    between the jaw and the frame's edge.
+
+    It warps at the dataset's own resolution (256 px for `heads prepare`'s default) and shrinks the result to the
+    evaluation's the way the real frames were shrunk (INTER_AREA, as training.prepared reads them), so that the
+    baseline loses no detail to resampling at the model's resolution; synthetic clips warp at R."""
+    size = clip.frames.shape[1]
+    if clip.read_full is None:
+        frames, points, targets = clip.frames[personal], clip.points[personal], clip.points[holdout]
+    else:
+        frames, points = clip.read_full(personal)
+        scale = frames.shape[1] / size
+        targets = (clip.points[holdout] + 0.5) * scale - 0.5  # pixel-centre coordinates, as training.prepared
+    warps = [PlainWarp(frame, p) for frame, p in zip(frames, points, strict=True)]
+    out = [warps[nearest(points, target)].warp(target) for target in targets]
+    if out[0].shape[0] != size:
+        out = [cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in out]
+    return np.stack(out)
 
 
 def score(fake: np.ndarray, real: np.ndarray, driving: np.ndarray, metrics: tuple[str, ...],
@@ -123,6 +156,8 @@ def generate(networks: Networks, clip: Clip, method: str, personal: np.ndarray, 
         return still_frames(clip, personal, holdout)
     if method == "warp":
         return warp_frames(clip, personal, holdout)
+    if method == "plainwarp":
+        return plain_warp_frames(clip, personal, holdout)
     settings = FEED_FORWARD if method == "ff" else tune
     avatar = personalize(networks, clip.frames[personal], clip.landmark_images[personal], settings,
                          clip.points[personal], progress=progress)
@@ -179,6 +214,9 @@ def evaluate_clips(networks: Networks, clips: list[Clip], cfg: EvaluateConfig, o
             results = per_clip[(method, t)]
             row = {"method": LABELS[method], "T": t, "videos": len(results)}
             row.update({key: _mean([r[key] for r in results]) for key in results[0]})
+            for name in cfg.metrics:
+                if METRICS[name].count_label:
+                    row[count_key(name)] = int(sum(np.isfinite(r[name]) for r in results))
             for name in pooled:
                 real_features = np.concatenate(features[(name, "real")])
                 fake_features = np.concatenate(features[(name, _pool_key(method, t))])
@@ -229,6 +267,7 @@ def load_clips(root: str | Path, split: str, resolution: int, max_videos: int | 
         episodes = PreparedEpisodes(root, split=split, resolution=resolution)
     except (FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from error
+    full = PreparedEpisodes(root, split=split)  # the same clips at the stored resolution, for the plain warp
     clips = []
     for video, entry in enumerate(episodes.clips[:max_videos]):
         arrays = episodes._arrays(video)
@@ -236,5 +275,11 @@ def load_clips(root: str | Path, split: str, resolution: int, max_videos: int | 
         frames = np.stack([episodes._frame(video, row) for row in range(len(points))])
         landmark_images = np.stack([draw_landmarks(p, resolution, None if pupils is None else pupils[i])
                                     for i, p in enumerate(points)])
-        clips.append(Clip(entry["clip"], frames, points, landmark_images))
+        clips.append(Clip(entry["clip"], frames, points, landmark_images, partial(_read_full, full, video)))
     return clips
+
+
+def _read_full(episodes: PreparedEpisodes, video: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frames `rows` of clip `video` and their landmarks at the resolution `episodes` reads (the stored one)."""
+    points = episodes._arrays(video)["points"][rows].astype(np.float64)
+    return np.stack([episodes._frame(video, int(row)) for row in rows]), points

@@ -14,7 +14,7 @@ from faces.config import MAX_SHOTS
 from training.config import LossConfig
 from training.metrics.registry import METRICS as METRIC_REGISTRY
 
-METHODS = ("still", "warp", "ff", "ft")
+METHODS = ("still", "plainwarp", "warp", "ff", "ft")
 METRICS = tuple(METRIC_REGISTRY)  # every metric, in the results table's order
 
 
@@ -113,9 +113,11 @@ class EvaluateConfig:
     """Values of T: personalization frames, taken evenly from the first half of each clip."""
     holdout: int = 32
     """Hold-out frames per clip, taken evenly from the second half and never used for personalization."""
-    methods: tuple[Literal["still", "warp", "ff", "ft"], ...] = METHODS
-    """still: the first personalization frame repeated; warp: the nearest personalization frame warped onto the
-    driver's landmarks; ff: feed-forward avatar; ft: fine-tuned avatar."""
+    methods: tuple[Literal["still", "plainwarp", "warp", "ff", "ft"], ...] = METHODS
+    """still: the first personalization frame repeated; plainwarp: the nearest personalization frame warped onto the
+    driver's landmarks by a plain piecewise-affine warp (landmarks and frame anchors only) at the dataset's own
+    resolution, the baseline every renderer is read against; warp: the same with head points that follow the skull,
+    at the model's resolution (the app's classical renderer); ff: feed-forward avatar; ft: fine-tuned avatar."""
     metrics: tuple[str, ...] = METRICS
     """Names from training/metrics/registry.py. FID is over all clips per method and T; the rest are per clip, then
     averaged."""
@@ -140,6 +142,52 @@ class EvaluateConfig:
         unknown = [m for m in self.metrics if m not in METRIC_REGISTRY]
         if unknown:
             raise ConfigError(f"unknown metrics: {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+
+
+CROSS_METHODS = ("warp", "ff")
+
+
+@dataclass(frozen=True)
+class CrossEvaluateConfig:
+    """`heads evaluate-cross`: cross-identity reenactment. Each test clip drives another person's photo (a
+    single-image clip of the split) and a painting of the public media, in relative mode as the app animates them;
+    measured by detection rate, identity to the photo and the mouth and eye correlations with the driver."""
+
+    data: str
+    """Prepared dataset folder (written by `heads prepare --images`): its test clips drive, its photos are driven."""
+    model: str | None = None
+    """A training run directory, a checkpoint folder or a weights folder; without one only the warp runs."""
+    media: str = "../shared/media"
+    """The public media folder: the files its MANIFEST.tsv marks as `painting` are driven too (none when absent)."""
+    split: str = "test"
+    methods: tuple[Literal["warp", "ff"], ...] = CROSS_METHODS
+    """warp: the photo warped onto the retargeted landmarks (faces.warp, with head points); ff: feed-forward avatar
+    of the photo (needs --model)."""
+    frames: int = 32
+    """Driving frames per pair, evenly spaced over the driver clip."""
+    min_frames: int = 64
+    """Driver clips shorter than this are left out (the clips `heads evaluate` keeps at its default T and hold-out)."""
+    max_drivers: int | None = None
+    """Use only the first driver clips."""
+    reference: Literal["first", "neutral"] = "neutral"
+    """Driver frame mapped onto the photo as it is (relative mode's reference; the app's default is neutral)."""
+    resolution: int | None = None
+    """Crop side in pixels: the model's; 128 without a model."""
+    out: str = "runs/eval"
+    """Output folder: results-cross.md, results-cross.csv, per_pair-cross.jsonl, grids-cross/."""
+    device: str = "auto"
+    """auto = cuda when available, else cpu."""
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.frames < 3:
+            raise ConfigError("frames must be >= 3 (the mouth and eye correlations need three)")
+        if self.min_frames < self.frames:
+            raise ConfigError(f"min_frames must be >= frames ({self.frames})")
+        if not self.methods:
+            raise ConfigError(f"choose at least one method of {', '.join(CROSS_METHODS)}")
+        if self.resolution is not None and self.resolution < 32:
+            raise ConfigError("resolution must be >= 32")
 
 
 @dataclass(frozen=True)

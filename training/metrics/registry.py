@@ -51,6 +51,9 @@ class Metric:
     per_clip: Callable[[Sample], float] | None = None
     features: Callable[[np.ndarray], np.ndarray] | None = None
     pool: Callable[[np.ndarray, np.ndarray], float] | None = None
+    count_label: str | None = None
+    """For a per-clip metric that some clips lack by design (mouth SSIM on a clip whose mouth never opens): the
+    header of a column beside it that counts the clips its average is over."""
 
     def __post_init__(self) -> None:
         if (self.per_clip is None) == (self.features is None or self.pool is None):
@@ -64,6 +67,15 @@ class Metric:
     def header(self) -> str:
         """The results table's column header: ↑ higher is better, ↓ lower is better."""
         return self.label + ("↑" if self.higher_is_better else "↓")
+
+    def columns(self, name: str) -> tuple[tuple[str, str], ...]:
+        """(key, header) of the results table's columns for this metric: its value, then its clip count if any."""
+        return ((name, self.header),) + (((count_key(name), self.count_label),) if self.count_label else ())
+
+
+def count_key(name: str) -> str:
+    """The results row's key for the number of clips that metric `name` is averaged over."""
+    return f"{name}_clips"
 
 
 def _ssim(s: Sample) -> float:
@@ -107,6 +119,20 @@ def _opening(part: str) -> Callable[[Sample], float]:
     return correlation
 
 
+def _sharpness(s: Sample) -> float:
+    from training.metrics.sharpness import sharpness
+
+    return sharpness(s.fake, s.real, s.driving)
+
+
+def _mouth_ssim(s: Sample) -> float:
+    from training.metrics.mouth_ssim import mouth_ssim
+
+    value, open_frames = mouth_ssim(s.fake, s.real, s.driving)
+    s.notes["mouth_open"] = open_frames / len(s.fake)  # share of hold-out frames with the real mouth open
+    return value
+
+
 def _inception(images: np.ndarray) -> np.ndarray:
     from training.metrics.fid import inception_features
 
@@ -129,7 +155,9 @@ METRICS: dict[str, Metric] = {
     "nme": Metric("NME", False, _nme),
     "mouth": Metric("mouth r", True, _opening("mouth")),
     "eye": Metric("eye r", True, _opening("eye")),
+    "sharpness": Metric("sharpness", True, _sharpness),
+    "mouth_ssim": Metric("mouth SSIM", True, _mouth_ssim, count_label="open-mouth clips"),
 }
 
-# Notes the results table shows after the metrics; the rest (csim_unaligned) go to the CSV only.
+# Notes the results table shows after the metrics; the rest (csim_unaligned, mouth_open) go to the CSV only.
 NOTE_HEADERS = {"detected": "detected↑"}
