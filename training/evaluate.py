@@ -69,23 +69,14 @@ def still_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.nd
     return np.repeat(clip.frames[personal[:1]], len(holdout), 0)
 
 
-def warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.ndarray:
-    """Baseline: the personalization frame nearest in expression and pose, warped onto each hold-out's landmarks,
-    with the ring of head points that follows the skull rigidly (faces.warp, the app's classical renderer)."""
-    warp = MultiSourceWarp(list(clip.frames[personal]), clip.points[personal])
-    return np.stack([warp(clip.points[i]).image for i in holdout])
-
-
-def plain_warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.ndarray:
-    """Baseline every renderer is read against: the nearest personalization frame warped onto each hold-out's
-    landmarks by the plainest piecewise-affine warp of the whole frame (faces.plain_warp, kept apart from the
-    app's improving faces.warp so that the baseline does not move), triangulated on the 68 landmarks and the
-    frame's fixed corners and edge midpoints only: no head points, so everything outside the face is stretched
-    between the jaw and the frame's edge.
-
-    It warps at the dataset's own resolution (256 px for `heads prepare`'s default) and shrinks the result to the
-    evaluation's the way the real frames were shrunk (INTER_AREA, as training.prepared reads them), so that the
-    baseline loses no detail to resampling at the model's resolution; synthetic clips warp at R."""
+def _warped_at_data_resolution(clip: Clip, personal: np.ndarray, holdout: np.ndarray,
+                               warp: Callable[[np.ndarray, np.ndarray], Callable[[np.ndarray], np.ndarray]]
+                               ) -> np.ndarray:
+    """`warp(frames, points)` -> a function from target landmarks to an image, run on the personalization frames at
+    the dataset's own resolution (256 px for `heads prepare`'s default), its results shrunk to the evaluation's
+    the way the real frames were shrunk (INTER_AREA, as training.prepared reads them): a warp renderer works on the
+    photo at its own resolution, as the app's does, and loses no detail to resampling at the model's resolution.
+    Synthetic clips warp at R."""
     size = clip.frames.shape[1]
     if clip.read_full is None:
         frames, points, targets = clip.frames[personal], clip.points[personal], clip.points[holdout]
@@ -93,11 +84,36 @@ def plain_warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> 
         frames, points = clip.read_full(personal)
         scale = frames.shape[1] / size
         targets = (clip.points[holdout] + 0.5) * scale - 0.5  # pixel-centre coordinates, as training.prepared
-    warps = [PlainWarp(frame, p) for frame, p in zip(frames, points, strict=True)]
-    out = [warps[nearest(points, target)].warp(target) for target in targets]
+    render = warp(frames, points)
+    out = [render(target) for target in targets]
     if out[0].shape[0] != size:
         out = [cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in out]
     return np.stack(out)
+
+
+def warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.ndarray:
+    """The app's classical renderer (faces.warp): the personalization frame nearest in expression and pose, warped
+    onto each hold-out's landmarks, with the head's motion fading out beyond the face and the mouth filled."""
+
+    def make(frames: np.ndarray, points: np.ndarray):
+        warp = MultiSourceWarp(list(frames), points)
+        return lambda target: warp(target).image
+
+    return _warped_at_data_resolution(clip, personal, holdout, make)
+
+
+def plain_warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.ndarray:
+    """Baseline every renderer is read against: the nearest personalization frame warped onto each hold-out's
+    landmarks by the plainest piecewise-affine warp of the whole frame (faces.plain_warp, kept apart from the
+    app's improving faces.warp so that the baseline does not move), triangulated on the 68 landmarks and the
+    frame's fixed corners and edge midpoints only: no head points, so everything outside the face is stretched
+    between the jaw and the frame's edge."""
+
+    def make(frames: np.ndarray, points: np.ndarray):
+        warps = [PlainWarp(frame, p) for frame, p in zip(frames, points, strict=True)]
+        return lambda target: warps[nearest(points, target)].warp(target)
+
+    return _warped_at_data_resolution(clip, personal, holdout, make)
 
 
 def score(fake: np.ndarray, real: np.ndarray, driving: np.ndarray, metrics: tuple[str, ...],
