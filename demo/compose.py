@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import av
@@ -73,8 +74,25 @@ class Canvas:
 
     def paste(self, face: np.ndarray) -> np.ndarray:
         """The canvas with `face` (a (R, R, 3) rendered crop) in place, its border feathered into the photo."""
-        transform = self.transform if face.shape[0] == self.transform.size else self.transform.resized(face.shape[0])
-        return transform.paste(face, self.image)
+        if face.shape[0] != self.transform.size:
+            return self.transform.resized(face.shape[0]).paste(face, self.image)
+        if self.transform.scale != 1.0:
+            return self.transform.paste(face, self.image)
+        # A work square at one pixel per canvas pixel (`native`): slices and one blend, no resampling per frame.
+        rows, cols, inside, weight = self._aligned
+        out = self.image.copy()
+        out[rows, cols] = cv2.blendLinear(face[inside], self.image[rows, cols], weight, 1.0 - weight)
+        return out
+
+    @cached_property
+    def _aligned(self) -> tuple[slice, slice, tuple[slice, slice], np.ndarray]:
+        """Where a pixel-aligned square meets the canvas: canvas rows and columns, the square's part inside, and
+        the feather weights of that part (computed once: every frame pastes into the same place)."""
+        (x0, y0), size = (round(v) for v in self.transform.offset), self.transform.size
+        height, width = self.image.shape[:2]
+        rx0, ry0, rx1, ry1 = max(0, x0), max(0, y0), min(width, x0 + size), min(height, y0 + size)
+        inside = (slice(ry0 - y0, ry1 - y0), slice(rx0 - x0, rx1 - x0))
+        return slice(ry0, ry1), slice(rx0, rx1), inside, np.ascontiguousarray(self.transform.feather()[inside])
 
 
 def shrink(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:

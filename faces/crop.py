@@ -90,6 +90,13 @@ class CropTransform:
             region, warp, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=border
         ).reshape(out_shape)
 
+    def feather(self, feather: float = 0.05) -> np.ndarray:
+        """(size, size) float32 weight of each crop pixel when pasted: 1 inside, falling to 0 at the border over
+        `feather` of the side, so that no seam shows."""
+        ramp = np.minimum(np.arange(self.size) + 0.5, self.size - 0.5 - np.arange(self.size))
+        ramp = np.clip(ramp / max(feather * self.size, 1e-6), 0.0, 1.0).astype(np.float32)
+        return np.outer(ramp, ramp)
+
     def paste(self, crop: np.ndarray, image: np.ndarray, feather: float = 0.05) -> np.ndarray:
         """`image` with `crop` (e.g. a generated face) warped back into place; its border fades over `feather`
         of the crop side so that no seam shows. Returns a new image; only the covered region is recomputed."""
@@ -107,9 +114,7 @@ class CropTransform:
         size = (rx1 - rx0, ry1 - ry0)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         face = cv2.warpAffine(crop, m, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        ramp = np.minimum(np.arange(self.size) + 0.5, self.size - 0.5 - np.arange(self.size))
-        ramp = np.clip(ramp / max(feather * self.size, 1e-6), 0.0, 1.0).astype(np.float32)
-        mask = cv2.warpAffine(np.outer(ramp, ramp), m, size, flags=flags, borderMode=cv2.BORDER_CONSTANT)
+        mask = cv2.warpAffine(self.feather(feather), m, size, flags=flags, borderMode=cv2.BORDER_CONSTANT)
         if face.ndim == 3:
             mask = mask[..., None]
         region = out[ry0:ry1, rx0:rx1].astype(np.float32)
