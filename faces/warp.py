@@ -96,7 +96,7 @@ def _ring(centre: np.ndarray, axes: np.ndarray, count: int) -> np.ndarray:
     return centre + axes * np.stack([np.cos(angles), np.sin(angles)], 1)
 
 
-def _separate_duplicates(points: np.ndarray) -> np.ndarray:
+def separate_duplicates(points: np.ndarray) -> np.ndarray:
     """Move coincident points apart by a fraction of a pixel, in a fixed direction per index."""
     out = points.copy()
     for i in range(1, len(out)):
@@ -227,7 +227,7 @@ def fill_mouth(
     return out
 
 
-def _inverse_affines(target: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def inverse_affines(target: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per triangle, the (3, 2) matrix M with [x, y, 1] @ M = source position of target pixel (x, y).
 
     Target triangles with (near) zero area get a pure translation between centroids and are flagged invalid.
@@ -282,7 +282,7 @@ class PiecewiseAffineWarp:
         self.ring_centre, self.ring_axes = _ring_ellipse(landmarks, ring_scale, 0.02 * max(self.height, self.width))
         self.ring = _ring(self.ring_centre, self.ring_axes, ring_points)
         self.vertices = np.concatenate([landmarks, self.ring])
-        layout = _separate_duplicates(np.concatenate([_open_layout(landmarks), self.ring]))
+        layout = separate_duplicates(np.concatenate([_open_layout(landmarks), self.ring]))
         triangles = delaunay(layout)
         flip = signed_areas(layout[triangles]) < 0
         triangles[flip] = triangles[flip][:, [0, 2, 1]]  # one orientation for all: a flip is a sign change
@@ -399,7 +399,7 @@ class PiecewiseAffineWarp:
 
     def _maps(self, vertices: np.ndarray, head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         corners = vertices[self.triangles]  # (K, 3, 2)
-        affines, valid = _inverse_affines(corners, self._source_triangles)
+        affines, valid = inverse_affines(corners, self._source_triangles)
         count = len(self.triangles)
         map_x, map_y = self._outside(head)
         face = np.zeros((self.height, self.width), np.float32)

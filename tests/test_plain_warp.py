@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from faces.motion import apply_affine
-from faces.plain_warp import PlainWarp, frame_anchors, nearest
+from faces.plain_warp import PlainWarp, frame_anchors
+from faces.warp import nearest_source
 from training.data import SyntheticEpisodes, to_uint8
 
 
@@ -40,4 +41,4 @@ def test_nearest_ignores_pose_and_scale():
     open_mouth = points.copy()
     open_mouth[[65, 66, 67, 56, 57, 58]] += [0.0, 4.0]
     turned = apply_affine(np.array([[0.9, -0.2, 5.0], [0.2, 0.9, -3.0]]), points)  # same face, rotated and scaled
-    assert nearest(np.stack([open_mouth, turned]), points) == 1
+    assert nearest_source(np.stack([open_mouth, turned]), points) == 1

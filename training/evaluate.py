@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from base.errors import UserError
 from faces.landmark_image import draw_landmarks
-from faces.plain_warp import PlainWarp, nearest
-from faces.warp import MultiSourceWarp
+from faces.plain_warp import PlainWarp
+from faces.warp import MultiSourceWarp, nearest_source
 from training.avatar import model_id
 from training.config import to_dict
 from training.fewshot_config import FEED_FORWARD, EvaluateConfig, FinetuneSettings
@@ -111,7 +111,7 @@ def plain_warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> 
 
     def make(frames: np.ndarray, points: np.ndarray):
         warps = [PlainWarp(frame, p) for frame, p in zip(frames, points, strict=True)]
-        return lambda target: warps[nearest(points, target)].warp(target)
+        return lambda target: warps[nearest_source(points, target)].warp(target)
 
     return _warped_at_data_resolution(clip, personal, holdout, make)
 
