@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import gradio as gr
 
 from base.errors import UserError
+from base.paths import public
 from demo.animate_config import AnimateConfig, LimitsConfig
 from demo.example_media import DRIVING, PORTRAIT, make_examples
 from demo.pipeline import Pipeline, Progress
@@ -63,13 +65,28 @@ def _prune() -> None:
             folder.rmdir()
 
 
-def _box(x0: float | None, y0: float | None, x1: float | None, y1: float | None):
-    values = [x0, y0, x1, y1]
-    if all(v in (None, 0) for v in values):
+def _box(text: str | None) -> tuple[float, float, float, float] | None:
+    """The face box as one optional value, "x0 y0 x1 y1" (spaces or commas), as `heads animate --box` takes it:
+    one field on the page and one keyword in the API rather than four numbers that must be given together."""
+    parts = (text or "").replace(",", " ").split()
+    if not parts:
         return None
-    if any(v is None for v in values):
-        raise gr.Error("Fill in all four face-box numbers (x0, y0, x1, y1), or clear them all.")
-    return tuple(float(v) for v in values)
+    try:
+        values = tuple(float(v) for v in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise gr.Error(f"The face box is four numbers in pixels of the photo, x0 y0 x1 y1 (left top right bottom), "
+                       f"e.g. 120 80 380 400; got {text!r}.", print_exception=False)
+    return values  # type: ignore[return-value]
+
+
+def _steps(personalization: str, photos) -> dict:
+    """The steps slider follows the Personalization radio: shown with the default for the photos given when
+    fine-tuning, hidden at 0 (instant) otherwise."""
+    if personalization != "fine-tune":
+        return gr.update(visible=False, value=0)
+    return gr.update(visible=True, value=default_steps(len(photos or ()) or 1))
 
 
 class Animator:
@@ -78,39 +95,49 @@ class Animator:
     def __init__(self, pipeline: Pipeline, limits: LimitsConfig):
         self.pipeline, self.limits = pipeline, limits
 
-    def __call__(self, photos, avatar, driving, renderer, personalization, steps, mode, expression, pose, smoothing,
-                 side_by_side, output, watermark, x0, y0, x1, y1, progress=gr.Progress()):  # noqa: B008
-        """The Animate button: widgets -> AnimateConfig -> Pipeline.run -> (video, notes, avatar file)."""
+    def __call__(self, driving, source=None, avatar=None, renderer="auto", finetune_steps=0, mode="relative",
+                 expression=1.0, pose=1.0, smoothing=0.5, side_by_side=False, output="photo", watermark=True,
+                 box=None, progress=gr.Progress()):  # noqa: B008
+        """Animate photos (`source`) or a saved `avatar` with the motion of the `driving` video: the options of
+        `heads animate`, by the same names (`box`: "x0 y0 x1 y1", or empty); returns (video, notes, avatar)."""
+        # The parameter names are the API's keywords (gradio_client sees them): keep them those of AnimateConfig.
         if not driving:
             raise gr.Error("Add a driving video: upload a clip or record one with the webcam.")
-        if not photos and not avatar:
+        if not source and not avatar:
             raise gr.Error("Add one to 32 photos of the person (or a painting), or an avatar file saved earlier.")
         _prune()
         run = Path(tempfile.mkdtemp(prefix="run-", dir=OUTPUTS))
         try:
             config = AnimateConfig(
-                driving=driving, source=tuple(photos or ()), out=str(run / "animated.mp4"), avatar=avatar,
-                save_avatar=str(run / "avatar.onnx") if renderer == "neural" else None, box=_box(x0, y0, x1, y1),
-                renderer=renderer, finetune_steps=int(steps) if personalization == "fine-tune" else 0, mode=mode,
-                expression=expression, pose=pose, smoothing=smoothing, side_by_side=side_by_side,
-                output=output, watermark=watermark, limits=self.limits, progress=False,
+                driving=driving, source=tuple(source or ()), out=str(run / "animated.mp4"), avatar=avatar,
+                save_avatar=str(run / "avatar.onnx") if renderer != "warp" else None, box=_box(box),
+                renderer=renderer, finetune_steps=int(finetune_steps or 0), mode=mode, expression=expression,
+                pose=pose, smoothing=smoothing, side_by_side=side_by_side, output=output, watermark=watermark,
+                limits=self.limits, progress=False,
             )
             result = self.pipeline.run(config, _report(progress))
-        except (UserError, ValueError) as error:
-            raise gr.Error(str(error), print_exception=False) from None
+        except gr.Error:
+            raise
+        except (UserError, ValueError) as error:  # messages may name uploads by their server paths: names only
+            raise gr.Error(public(str(error)), print_exception=False) from None
         except Exception as error:  # anything else is a bug: log it, tell the person, keep serving
             log.exception("animation failed")
-            raise gr.Error(f"Something went wrong on the server ({type(error).__name__}: {error}). Please try again, "
-                           "perhaps with other files.") from None
-        for notice in result.notices:
+            raise gr.Error(f"Something went wrong on the server ({type(error).__name__}: {public(str(error))}). "
+                           "Please try again, perhaps with other files.") from None
+        notices = [public(n) for n in result.notices]
+        for notice in notices:
             gr.Warning(notice)
         notes = [f"**{result.frames} frames** at {result.fps:g} fps · {result.renderer} · "
                  f"{result.frames / max(result.seconds, 1e-9):.1f} frames/s"]
         if result.identity is not None:
             notes.append(f"**Identity:** {result.identity}")
-        notes += [f"- {n}" for n in result.notices]
-        avatar_file = gr.update(value=str(result.avatar) if result.avatar else None, visible=result.avatar is not None)
-        return str(result.video), "\n\n".join(notes), avatar_file
+        notes += [f"- {n}" for n in notices]
+        if result.avatar is not None:
+            notes.append("- The avatar file below is this person, ready to animate: upload it next time to skip "
+                         "personalization.")
+        # Plain values, not updates: an update would hand the API caller the server's path of the file, where a
+        # value reaches it as a download. The avatar box's visibility follows in a UI-only event (`build`).
+        return str(result.video), "\n\n".join(notes), str(result.avatar) if result.avatar else None
 
 
 def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) -> gr.Blocks:
@@ -132,33 +159,37 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
                 photos = gr.File(label=f"Photos of one person (1–{limits.max_photos}) or a painting",
                                  file_count="multiple", file_types=["image"], elem_id="photos")
                 with gr.Accordion("No face found? (paintings, drawings)", open=False):
-                    gr.Markdown("Give the face box in pixels of the photo: left, top, right, bottom.")
-                    with gr.Row():
-                        box = [gr.Number(label=name, value=None, minimum=0, precision=0)
-                               for name in ("x0", "y0", "x1", "y1")]
+                    box = gr.Textbox(label="Face box (x0 y0 x1 y1)", placeholder="e.g. 120 80 380 400",
+                                     info="The face's box in pixels of the photo: left, top, right, bottom.",
+                                     elem_id="box")
                 avatar = gr.File(label="…or an avatar file (.onnx) saved earlier", file_types=[".onnx"],
                                  elem_id="avatar-in")
             with gr.Column():
                 driving = gr.Video(label="Driving video (upload, or record with the webcam)",
                                    sources=["upload", "webcam"], elem_id="driving")
             with gr.Column():
-                video = gr.Video(label="Result", interactive=False, autoplay=True, elem_id="result")
-                notes = gr.Markdown(elem_classes=["notes"], elem_id="notes")
-                avatar_out = gr.File(label="Avatar file (upload it later to skip personalization)",
-                                     interactive=False, visible=False, elem_id="avatar-out")
+                # The labels name the API's outputs (gradio_client lists them): video, notes, avatar.
+                video = gr.Video(label="Video", interactive=False, autoplay=True, elem_id="result")
+                notes = gr.Markdown(label="Notes", elem_classes=["notes"], elem_id="notes")
+                avatar_out = gr.File(label="Avatar", interactive=False, visible=False, elem_id="avatar-out")
         with gr.Accordion("Settings", open=True):
             with gr.Row():
+                # auto: what the model's own evaluation found best (demo.renderers.ModelFolder.default), said why.
+                best, why = pipeline.model.default if neural else ("warp", "no neural model is installed")
                 renderer = gr.Radio(
-                    [("Neural generator", "neural"), ("Classical warp (instant)", "warp")],
-                    value="neural" if neural else "warp", label="Renderer",
-                    info=None if neural else "No neural model is installed: the warp renderer is used.",
+                    [(f"Best measured ({best})", "auto"), ("Neural generator", "neural"),
+                     ("Classical warp (instant)", "warp")],
+                    value="auto", label="Renderer", info=f"Best measured: {best}, because {why}.",
                 )
                 personalization = gr.Radio(
                     [("Instant (feed-forward)", "instant"), ("Fine-tune (slower, more faithful)", "fine-tune")],
                     value="instant", label="Personalization", interactive=pipeline.can_finetune,
                     info=None if pipeline.can_finetune else "Fine-tuning needs torch and the PyTorch model.",
                 )
-                steps = gr.Slider(20, 400, value=default_steps(1), step=10, label="Fine-tuning steps", visible=False)
+                # The steps alone carry the choice to the handler (0: instant), as `heads animate --finetune-steps`
+                # does; the radio above is the page's way of setting them.
+                steps = gr.Slider(0, 400, value=0, step=10, label="Fine-tuning steps", info="0: instant",
+                                  visible=False)
                 mode = gr.Radio([("Relative (keeps the face shape)", "relative"), ("Absolute", "absolute")],
                                 value="relative", label="Motion transfer")
             with gr.Row():
@@ -170,18 +201,19 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
                 output = gr.Radio([("Whole photo", "photo"), ("Face crop", "face")], value="photo", label="Output")
                 watermark = gr.Checkbox(value=True, label="Visible 'synthetic' watermark")
         button = gr.Button("Animate", variant="primary", elem_id="animate")
-        personalization.change(lambda p: gr.update(visible=p == "fine-tune"), personalization, steps)
-        photos.change(lambda files: gr.update(value=default_steps(len(files or ()) or 1)), photos, steps)
+        # Events that only move widgets stay off the API ("private"): programs get /animate alone.
+        personalization.change(_steps, [personalization, photos], steps, api_visibility="private")
+        photos.change(_steps, [personalization, photos], steps, api_visibility="private")
         gr.Examples([[[str(PORTRAIT)], str(DRIVING)]], inputs=[photos, driving],
                     label="Example (drawn by the project's own code)")
         button.click(
             gpu(Animator(pipeline, limits)),
-            [photos, avatar, driving, renderer, personalization, steps, mode, expression, pose, smoothing,
-             side_by_side, output, watermark, *box],
+            [driving, photos, avatar, renderer, steps, mode, expression, pose, smoothing, side_by_side, output,
+             watermark, box],
             [video, notes, avatar_out],
             api_name="animate",
             concurrency_limit=CONCURRENCY,
-        )
+        ).then(lambda file: gr.update(visible=file is not None), avatar_out, avatar_out, api_visibility="private")
     return app
 
 
@@ -191,7 +223,11 @@ def main() -> None:
     if not (PORTRAIT.is_file() and DRIVING.is_file()):
         make_examples()
     limits = LimitsConfig.from_env()
-    app = build(limits=limits)
+    try:
+        app = build(limits=limits)
+    except UserError as error:  # e.g. HEADS_WEIGHTS names a model that is not there: say so, never serve without it
+        print(f"app: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
     app.launch(theme=gr.themes.Soft(), css=CSS, max_file_size=f"{limits.max_upload_mb:g}mb",
                allowed_paths=[str(PORTRAIT.parent)])

@@ -8,7 +8,10 @@ Three kinds of graph:
 - `generator`: the generic G(landmarks[, guide], embedding) -> frames;
 - `personalized`: one person's G′(landmarks[, guide]) -> frames, with ψ′ baked in.
 
-Images are float32 (B, C, R, R) in [-1, 1]; `guide` exists only in warp-guided models.
+Images are float32 (B, C, R, R) in [-1, 1]; `guide` exists only in warp-guided models. The G graphs of a refining
+model (guidance "refine") write no frame: they write `refinement`, (B, 4, R, R), a synthesis in [-1, 1] and a blend
+weight α in [0, 1], which the engine's caller upsamples and composites onto a warp at the output's own resolution
+(frame = warp + α·(synthesis − warp)), so that a 128-px model never sets how sharp the result is.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from faces.layout import GUIDE_CHANNELS
 
 FORMAT_VERSION = "heads-onnx-v1"
 Kind = Literal["personalized", "embedder", "generator"]
-WARP_GUIDANCE = "warp"  # ModelConfig.guidance of models that read a warp guide (the other value is "none")
+WARP_GUIDANCE = "warp"  # ModelConfig.guidance of models that read a warp guide and blend it into their frame
+REFINE_GUIDANCE = "refine"  # ... of models that read a warp guide and return a refinement of it (see above)
+GUIDED = (WARP_GUIDANCE, REFINE_GUIDANCE)  # the guidances with a guide input ("none" has none)
 
 # Graph inputs in order; "guide" is left out of models that are not warp-guided (see `graph_inputs`).
 INPUTS: dict[Kind, tuple[str, ...]] = {
@@ -29,7 +34,9 @@ INPUTS: dict[Kind, tuple[str, ...]] = {
     "generator": ("landmarks", "guide", "embedding"),
 }
 OUTPUTS: dict[Kind, str] = {"personalized": "frames", "embedder": "embedding", "generator": "frames"}
-IMAGE_CHANNELS = {"frames": 3, "landmarks": 3, "guide": GUIDE_CHANNELS}  # the rest, "embedding", is (B, embed_dim)
+REFINEMENT = "refinement"  # the G graphs' output in refining models, in place of "frames"
+# The rest, "embedding", is (B, embed_dim).
+IMAGE_CHANNELS = {"frames": 3, "landmarks": 3, "guide": GUIDE_CHANNELS, REFINEMENT: 4}
 
 # metadata_props of every graph (all values are strings). The engine checks format, kind, palette and guidance.
 METADATA_KEYS = (
@@ -49,6 +56,11 @@ def graph_inputs(kind: Kind, guided: bool) -> tuple[str, ...]:
     return tuple(name for name in INPUTS[kind] if name != "guide" or guided)
 
 
+def graph_output(kind: Kind, guidance: str) -> str:
+    """The output name of a `kind` graph of a model with this guidance."""
+    return REFINEMENT if guidance == REFINE_GUIDANCE and kind != "embedder" else OUTPUTS[kind]
+
+
 def input_shape(name: str, resolution: int, embed_dim: int) -> tuple[int, ...]:
     """One frame's shape of input `name` (without the batch axis)."""
     if name == "embedding":
@@ -57,5 +69,10 @@ def input_shape(name: str, resolution: int, embed_dim: int) -> tuple[int, ...]:
 
 
 def is_guided(metadata: Mapping[str, str]) -> bool:
-    """Whether a graph, by its metadata, belongs to a warp-guided model."""
-    return metadata.get("guidance") == WARP_GUIDANCE
+    """Whether a graph, by its metadata, belongs to a warp-guided model (blending or refining)."""
+    return metadata.get("guidance") in GUIDED
+
+
+def refines(metadata: Mapping[str, str]) -> bool:
+    """Whether a graph, by its metadata, returns a refinement to composite onto a warp rather than a frame."""
+    return metadata.get("guidance") == REFINE_GUIDANCE

@@ -12,7 +12,7 @@ from typing import Literal
 from base.errors import ConfigError
 from faces.config import LimitsConfig
 
-Renderer = Literal["neural", "warp"]
+Renderer = Literal["auto", "neural", "warp"]
 Precision = Literal["auto", "fp32", "int8", "fp16"]  # generator variants (animate, bench animate)
 
 
@@ -32,9 +32,11 @@ class AnimateConfig:
     """Also write the person's personalised generator here as .onnx (neural renderer only)."""
     box: tuple[float, float, float, float] | None = None
     """For one photo where no face is detected (a painting, a drawing): the face box x0 y0 x1 y1 in pixels."""
-    renderer: Renderer = "neural"
-    """neural: the few-shot generator (ONNX); warp: classical piecewise-affine warp of the photos (instant, CPU).
-    Without a neural model in the weights folder, neural falls back to warp with a notice."""
+    renderer: Renderer = "auto"
+    """auto: whichever the model folder's own evaluation on the test split found best (the neural renderer only
+    where it beat the warp; see docs/fewshot.md), with a one-line notice of why; neural: the few-shot generator
+    (ONNX); warp: classical piecewise-affine warp of the photos (instant, CPU). Without a neural model in the weights
+    folder, neural falls back to warp with a notice."""
     finetune_steps: int = 0
     """0: instant feed-forward personalization (onnxruntime only). N > 0: fine-tune N steps first (needs torch and
     the PyTorch model, see docs/app.md). The option `FinetuneSettings.steps` of `heads finetune`, with the same
@@ -50,6 +52,10 @@ class AnimateConfig:
     """Temporal smoothing of the driver's landmarks, 0 (off) to 1 (strong; steadier but laggier on fast motion)."""
     reference: Literal["first", "neutral"] = "neutral"
     """Driver frame taken to show the source's expression: the first, or the most neutral (mouth closed, frontal)."""
+    gaze: Literal["auto", "off", "mediapipe"] = "auto"
+    """Carry the driver's gaze onto the photo's irises (warp renderer): mediapipe tracks the driving clip (68 points
+    and irises) and finds the photo's irises; auto does so where mediapipe is installed, else works as off; off: the
+    eyes look where the photo looks, and the clip is tracked by the pipeline's own detector (dlib)."""
     side_by_side: bool = False
     """Output driving | landmarks | result side by side."""
     output: Literal["photo", "face"] = "photo"

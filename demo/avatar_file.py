@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from base.errors import InputError
+from base.paths import public
 from demo.engine import Engine
 from faces.source_faces import Crops
 
@@ -101,7 +102,9 @@ def bake_embedding(generator: Path, embedding: np.ndarray, crops: Crops, out: Pa
         "T": str(len(crops.frames)),
         "steps": "0",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "provenance": f"{meta.get('provenance', generator.name)}; feed-forward avatar (T={len(crops.frames)})",
+        # public(): graphs exported before config.json named folders by name alone carry the exporting machine's
+        # paths, which must not travel to whoever downloads the avatar.
+        "provenance": public(f"{meta.get('provenance', generator.name)}; feed-forward avatar (T={len(crops.frames)})"),
         SOURCES_KEY: _encode(crops),
     })
     onnx.checker.check_model(model)

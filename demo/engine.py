@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from base.errors import UserError
-from contract.graphs import FORMAT_VERSION, OUTPUTS, Kind, graph_inputs, input_shape, is_guided
+from contract.graphs import FORMAT_VERSION, Kind, graph_inputs, graph_output, input_shape, is_guided, refines
 from faces.layout import PALETTE_VERSION
 
 ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -143,7 +143,7 @@ class OnnxModel:
         names = tuple(i.name for i in self.session.get_inputs())
         expected = graph_inputs(meta["kind"], is_guided(meta))
         outputs = tuple(o.name for o in self.session.get_outputs())
-        if names != expected or outputs != (OUTPUTS[meta["kind"]],):
+        if names != expected or outputs != (graph_output(meta["kind"], meta.get("guidance", "")),):
             raise ModelFileError(f"{name} has inputs {names} and outputs {outputs}; its metadata promises {expected}")
 
     def _warm_up(self) -> None:
@@ -241,6 +241,7 @@ class Engine:
         self.generator, self.embedding = generator, embedding
         self.resolution = generator.resolution
         self.guided = is_guided(generator.metadata)
+        self.refines = refines(generator.metadata)
 
     @classmethod
     def load(cls, path: str | Path, settings: SessionSettings | None = None) -> Engine:
@@ -272,6 +273,20 @@ class Engine:
 
     def render(self, landmarks: np.ndarray, guide: np.ndarray | None = None) -> np.ndarray:
         """(B, R, R, 3) landmark images (uint8, or float in [-1, 1]) -> (B, R, R, 3) uint8 RGB frames."""
+        if self.refines:
+            raise ValueError("this model refines a warp: call refine() and composite its output")
+        return to_uint8(self._run(landmarks, guide))
+
+    def refine(self, landmarks: np.ndarray, guide: np.ndarray) -> np.ndarray:
+        """Refining models: landmark images and guides -> (B, R, R, 4) float32, the synthesis in [0, 255] and its
+        blend weight α in [0, 1], to composite onto a warp (`demo.renderers.composite`)."""
+        if not self.refines:
+            raise ValueError("this model writes frames: call render()")
+        out = self._run(landmarks, guide).transpose(0, 2, 3, 1)
+        synthesis = np.clip(out[..., :3], -1.0, 1.0) * 127.5 + 127.5
+        return np.concatenate([synthesis, np.clip(out[..., 3:], 0.0, 1.0)], -1)
+
+    def _run(self, landmarks: np.ndarray, guide: np.ndarray | None) -> np.ndarray:
         if self.guided != (guide is not None):
             raise ValueError("this model is warp-guided: pass guide" if self.guided else "this model takes no guide")
         feeds = {"landmarks": to_network(landmarks, 3, self.resolution)}
@@ -279,4 +294,4 @@ class Engine:
             feeds["guide"] = to_network(guide, 4, self.resolution)
         if self.embedding is not None:
             feeds["embedding"] = np.repeat(self.embedding, len(feeds["landmarks"]), 0)
-        return to_uint8(self.generator(**feeds))
+        return self.generator(**feeds)

@@ -10,13 +10,14 @@ decodes again and renders, composes and encodes frame batch by frame batch.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import shutil
 import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import repeat
 from pathlib import Path
 
@@ -31,15 +32,15 @@ from demo.compose import Canvas, side_by_side, tag_synthetic, watermark
 from demo.engine import Engine, SessionSettings
 from demo.identity import IdentityMeter, IdentityScore
 from demo.limits import cut_notice, driving_info
-from demo.renderers import ModelFolder, NeuralRenderer, WarpRenderer
-from demo.weights import resolve_weights
+from demo.renderers import ModelFolder, NeuralRenderer, RefiningRenderer, WarpRenderer
+from demo.weights import requested, resolve_weights, weights_label
 from faces.config import DetectorConfig, SmoothingConfig
 from faces.crop import CropTransform
-from faces.detect import LandmarkDetector, load_detector
+from faces.detect import DetectorUnavailable, LandmarkDetector, load_detector
 from faces.landmark_image import draw_landmarks
-from faces.motion import MotionConfig, retarget
-from faces.smoothing import smooth_landmarks
-from faces.source_faces import Crops, SourceFace, check_file, crops, load_faces
+from faces.motion import MotionConfig, retarget, retarget_irises
+from faces.smoothing import smooth_irises, smooth_landmarks
+from faces.source_faces import Crops, SourceFace, check_file, crop_pupils, crops, load_faces, with_irises
 from faces.track import FaceTracker
 from faces.video import VideoError, VideoReader, VideoWriter
 
@@ -89,7 +90,7 @@ class _Stage:
 class Persona:
     """One person ready to animate: a renderer holding their face, and what the output is composed from."""
 
-    renderer: WarpRenderer | NeuralRenderer
+    renderer: WarpRenderer | NeuralRenderer | RefiningRenderer
     description: str  # e.g. "neural, feed-forward from 3 photos"
     canvas: Canvas | None  # the first photo, where faces go back (whole-photo output); None: the face crop alone
     avatar: Path | None = None  # the personalised .onnx behind a neural renderer, when one was written or loaded
@@ -158,33 +159,59 @@ class Pipeline:
         workdir: Path | None = None,
         cache_size: int = 4,
     ):
-        self._detector_config = detector or DetectorConfig()
-        self._detectors: list[LandmarkDetector] = [load_detector(self._detector_config)]
-        self.settings = SessionSettings(device=device)
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="heads-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        # The model first: one asked for by name that cannot be loaded ends here, before the detector loads, and
+        # is never replaced by the warp (a result from another renderer than the one named would mislead).
+        self.model_label = weights_label(weights)
         try:
             self.model: ModelFolder | None = ModelFolder.open(resolve_weights(weights))
             self.model_problem = None
-        except UserError as error:
-            self.model, self.model_problem = None, str(error)
+        except UserError:
+            if requested(weights) is not None:
+                raise
+            self.model, self.model_problem = None, "the embedded weights/ folder holds no model"
+        self._detector_config = detector or DetectorConfig()
+        self._detectors: dict[str, list[LandmarkDetector]] = {
+            self._detector_config.backend: [load_detector(self._detector_config)]
+        }
+        self.settings = SessionSettings(device=device)
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="heads-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.torch_model = tuning.torch_model(self.model.path if self.model else None, torch_model)
         self._cache: OrderedDict[tuple, Persona] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def detector(self) -> Iterator[LandmarkDetector]:
-        """A detector for this call alone: dlib's are not documented thread-safe, so concurrent requests each
-        borrow one (a second is loaded only when two requests overlap)."""
+    def detector(self, backend: str | None = None) -> Iterator[LandmarkDetector]:
+        """A detector for this call alone (of the pipeline's own backend, or `backend`): dlib's are not documented
+        thread-safe, so concurrent requests each borrow one (a second is loaded only when two requests overlap)."""
+        config = replace(self._detector_config, backend=backend or self._detector_config.backend)
         with self._lock:
-            detector = self._detectors.pop() if self._detectors else None
-        detector = detector or load_detector(self._detector_config)
+            pool = self._detectors.setdefault(config.backend, [])
+            detector = pool.pop() if pool else None
+        detector = detector or load_detector(config)
         try:
             yield detector
         finally:
             with self._lock:
-                self._detectors.append(detector)
+                self._detectors[config.backend].append(detector)
+
+    def gaze_backend(self, config: AnimateConfig) -> str | None:
+        """The backend that carries the driver's gaze for `config` ("mediapipe"), or None: `config.gaze` off, or
+        auto where mediapipe is not installed (or does not load). Asked for by name, a missing one is an error."""
+        if config.gaze == "off":
+            return None
+        if self._detector_config.backend == "mediapipe":
+            return "mediapipe"
+        if config.gaze == "auto" and importlib.util.find_spec("mediapipe") is None:
+            return None
+        try:
+            with self.detector("mediapipe"):
+                return "mediapipe"
+        except DetectorUnavailable as error:
+            if config.gaze == "auto":
+                return None
+            raise InputError(f"Gaze needs the mediapipe landmark backend: {error}") from None
 
     @classmethod
     def from_config(cls, config: AnimateConfig) -> Pipeline:
@@ -196,12 +223,13 @@ class Pipeline:
         return self.model is not None and self.torch_model is not None and tuning.torch_installed()
 
     def status(self) -> str:
-        """One line on what this installation can do, for the app's header and the CLI's log."""
+        """One line on what this installation can do, for the app's header and the CLI's log: the model goes by
+        its label, since the app shows this line to every visitor."""
         if self.model is None:
             return f"Neural model: none ({self.model_problem}); the warp renderer is used."
         tune = "fine-tuning available" if self.can_finetune else "no fine-tuning (needs torch and the PyTorch model)"
-        return (f"Neural model {self.model.model_id} at {self.model.resolution} px from {self.model.path}; {tune}; "
-                f"onnxruntime providers: {', '.join(ort.get_available_providers())}.")
+        return (f"Neural model {self.model.model_id} at {self.model.resolution} px (weights: {self.model_label}); "
+                f"{tune}; onnxruntime providers: {', '.join(ort.get_available_providers())}.")
 
     # -------------------------------------------------------------------------------------------- personalization
 
@@ -217,18 +245,27 @@ class Pipeline:
         if config.avatar is not None:
             return self._from_avatar(config, faces), notices
         renderer = config.renderer
+        if renderer == "auto" and config.finetune_steps:
+            renderer = "neural"  # fine-tuning is asked of the neural renderer alone
+        elif renderer == "auto":
+            renderer, why = self.model.default if self.model is not None else ("warp", "no neural model is installed")
+            notices.append(f"Renderer: {renderer}, because {why}.")
         if renderer == "neural" and self.model is None:
             notices.append(f"No neural model is installed ({self.model_problem}), so the classical warp renderer "
                            "is used.")
             renderer = "warp"
         if renderer == "neural" and config.finetune_steps and not self.can_finetune:
             raise InputError("Fine-tuning needs torch and the PyTorch model (see docs/app.md); choose Instant.")
+        gaze = self.gaze_backend(config) if renderer == "warp" else None  # the warp moves irises, models do not
         key = (tuple(f.digest for f in faces), config.box, renderer, config.finetune_steps, config.precision,
-               config.output, config.max_side, config.resolution)
+               config.output, config.max_side, config.resolution, gaze)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key], notices
+        if gaze is not None and any(f.pupils is None for f in faces):
+            with self.detector(gaze) as detector:
+                faces = with_irises(faces, detector)
         persona = self._make(faces, renderer, config, progress)
         with self._lock:
             self._cache[key] = persona
@@ -244,14 +281,13 @@ class Pipeline:
             return self._warp_persona(faces, config)
         assert self.model is not None
         source = crops(faces, self.model.resolution)
-        canvas = self._canvas(faces[0], self.model.resolution, config)
         steps = config.finetune_steps
         if not steps:
             stage = _Stage(progress, "personalizing", 1)
             engine = self.model.engine(source, config.precision, self.settings)
             stage(1)
-            description = f"neural, feed-forward from {len(faces)} photo(s)"
-            return Persona(NeuralRenderer(engine, source, description), description, canvas)
+            return self._neural_persona(engine, faces, source, f"neural, feed-forward from {len(faces)} photo(s)",
+                                        config)
         stage = _Stage(progress, "fine-tuning", steps)
         assert self.torch_model is not None
         out = Path(tempfile.mkdtemp(dir=self.workdir)) / "avatar.onnx"
@@ -259,7 +295,24 @@ class Pipeline:
         attach_sources(out, source)
         engine = Engine.load(out, self.settings)
         description = f"neural, fine-tuned {steps} steps on {len(faces)} photo(s)"
-        return Persona(NeuralRenderer(engine, source, description), description, canvas, out)
+        return self._neural_persona(engine, faces, source, description, config, out)
+
+    def _neural_persona(self, engine: Engine, faces: list[SourceFace], source: Crops, description: str,
+                        config: AnimateConfig, avatar: Path | None = None) -> Persona:
+        """A model's persona. A refining model works over the warp's work square at the photo's own resolution and
+        is shown as the warp is; any other renders at its own resolution, resized into the photo."""
+        if not engine.refines:
+            canvas = self._canvas(faces[0] if faces else None, engine.resolution, config)
+            return Persona(NeuralRenderer(engine, source, description), description, canvas, avatar)
+        if faces:
+            work = self._warp_persona(faces, config)
+            square = Canvas.native(faces[0].image, faces[0].points, config.max_side)
+            view = square.face_view(engine.resolution)
+        else:  # an avatar file without its photos: the work square is its first crop, at the model's resolution
+            view = CropTransform(1.0, (0.0, 0.0), engine.resolution)
+            work = Persona(WarpRenderer(source), "", None, view=view if config.output == "face" else None)
+        refining = RefiningRenderer(engine, work.renderer.sources, source, view, description)
+        return Persona(refining, description, work.canvas, avatar, work.view)
 
     @staticmethod
     def _warp_persona(faces: list[SourceFace], config: AnimateConfig) -> Persona:
@@ -269,10 +322,11 @@ class Pipeline:
         description = f"warp of {len(faces)} photo(s)"
         canvas = Canvas.native(faces[0].image, faces[0].points, config.max_side)
         frame, points = canvas.face()
-        source = Crops(frame[None], points[None])
+        source = Crops(frame[None], points[None], crop_pupils(faces[:1], points[None]))
         if len(faces) > 1:  # the other photos framed alike, so that crop pixels mean the same place on the face
             rest = crops(faces[1:], canvas.transform.size, Canvas.WARP_FRAMING)
-            source = Crops(np.concatenate([source.frames, rest.frames]), np.concatenate([source.points, rest.points]))
+            everyone = np.concatenate([source.points, rest.points])
+            source = Crops(np.concatenate([source.frames, rest.frames]), everyone, crop_pupils(faces, everyone))
         if config.output == "face":
             return Persona(WarpRenderer(source), description, None, view=canvas.face_view(config.resolution))
         return Persona(WarpRenderer(source), description, canvas)
@@ -305,20 +359,22 @@ class Pipeline:
             source = crops(faces, engine.resolution)
         meta = engine.generator.metadata
         description = f"neural avatar {path.name} (T={meta.get('T', '?')}, {meta.get('steps', '?')} steps)"
-        canvas = self._canvas(faces[0] if faces else None, engine.resolution, config)
-        return Persona(NeuralRenderer(engine, source, description), description, canvas, path)
+        return self._neural_persona(engine, faces, source, description, config, path)
 
     # -------------------------------------------------------------------------------------------------- animation
 
     def _track(self, path: Path, cap: int, total: int | None, progress: ProgressCallback | None,
-               timings: _Timings) -> tuple[np.ndarray, list[int], bool]:
-        """Pass 1: the driver's raw landmark track (T, 68, 2) with gaps filled, where new tracks start, and whether
-        the clip had frames beyond `cap` (decoding one more tells, for clips that do not state their length)."""
+               timings: _Timings, backend: str | None = None) -> tuple[np.ndarray, list[int], bool, np.ndarray | None]:
+        """Pass 1: the driver's raw landmark track (T, 68, 2) with gaps filled, where new tracks start, whether
+        the clip had frames beyond `cap` (decoding one more tells, for clips that do not state their length), and
+        the iris centres (T, 2, 2) when the detector (the pipeline's own, or `backend`) saw them in every frame it
+        found the face in (else None)."""
         stage = _Stage(progress, "landmarks", total)
         points: list[np.ndarray | None] = []
+        pupils: list[np.ndarray | None] = []
         starts: list[int] = []
         truncated = False
-        with self.detector() as detector, VideoReader(path) as reader:
+        with self.detector(backend) as detector, VideoReader(path) as reader:
             tracker = FaceTracker(detector)
             for _, frame in timings.iterate("decode", reader.sample(max_frames=cap + 1)):
                 if len(points) == cap:
@@ -329,6 +385,7 @@ class Pipeline:
                 if face is not None and tracker.new_track:
                     starts.append(len(points))
                 points.append(None if face is None else face.points)
+                pupils.append(None if face is None else face.pupils)
                 stage(len(points))
         stage(len(points), force=True)
         found = [i for i, p in enumerate(points) if p is not None]
@@ -337,18 +394,27 @@ class Pipeline:
                              "clearly visible.")
         for i, p in enumerate(points):  # hold the nearest detection through frames where the face was lost
             if p is None:
-                points[i] = points[min(found, key=lambda j: abs(j - i))]
-        return np.stack(points).astype(np.float64), sorted(set(starts) | {0}), truncated
+                nearest = min(found, key=lambda j: abs(j - i))
+                points[i], pupils[i] = points[nearest], pupils[nearest]
+        irises = None if any(p is None for p in pupils) else np.stack(pupils).astype(np.float64)
+        return np.stack(points).astype(np.float64), sorted(set(starts) | {0}), truncated, irises
 
     def _motion(self, track: np.ndarray, breaks: list[int], fps: float, source: np.ndarray,
-                config: AnimateConfig) -> np.ndarray:
-        """Smooth each continuous piece of the track, then retarget the driver's motion onto the source face."""
+                config: AnimateConfig, irises: np.ndarray | None = None,
+                source_irises: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Smooth each continuous piece of the track, then retarget the driver's motion onto the source face: the
+        targets (T, 68, 2), and their iris centres (T, 2, 2) when the driver's `irises` and the photo's are known
+        (else None)."""
         smoothing = _smoothing(config.smoothing)
         edges = [*breaks, len(track)]
-        pieces = zip(edges, edges[1:], strict=False)
-        smooth = np.concatenate([smooth_landmarks(track[a:b], fps, smoothing) for a, b in pieces])
+        pieces = list(zip(edges, edges[1:], strict=False))
+        smooth = np.concatenate([smooth_landmarks(track[a:b], fps, smoothing) for a, b in pieces]).astype(np.float64)
         motion = MotionConfig(config.mode, config.expression, config.pose, config.reference)
-        return retarget(smooth.astype(np.float64), source, motion)
+        targets = retarget(smooth, source, motion)
+        if irises is None or source_irises is None:
+            return targets, None
+        gaze = np.concatenate([smooth_irises(track[a:b], irises[a:b], smooth[a:b], fps, smoothing) for a, b in pieces])
+        return targets, retarget_irises(smooth, gaze, source, source_irises, targets, motion)
 
     def animate(self, persona: Persona, config: AnimateConfig, progress: ProgressCallback | None = None,
                 notices: list[str] | None = None) -> Result:
@@ -359,20 +425,28 @@ class Pipeline:
         info, cap, cut = driving_info(driving, config.limits)
         notices += cut
         total = min(cap, info.frames) if info.frames else None
+        renderer = persona.renderer
+        # The driver's gaze is tracked only for a renderer that can move the photo's irises (the warp, where the
+        # photo's irises were found): a model's landmarks stay those of the pipeline's own detector.
+        gaze = self.gaze_backend(config) if getattr(renderer, "moves_irises", False) else None
         try:
-            track, breaks, truncated = self._track(driving, cap, total, progress, timings)
+            track, breaks, truncated, irises = self._track(driving, cap, total, progress, timings, gaze)
             if truncated and not cut:  # a clip that did not say how long it was
                 notices.append(cut_notice(cap, info.fps))
             with timings("motion"):
-                renderer = persona.renderer
-                targets = self._motion(track, breaks, info.fps, renderer.sources.points[0], config)
-            return self._render(persona, config, driving, info.fps, targets, progress, timings, notices)
+                own = renderer.sources.pupils[0] if gaze is not None else None
+                targets, target_irises = self._motion(track, breaks, info.fps, renderer.sources.points[0], config,
+                                                      irises, own)
+            return self._render(persona, config, driving, info.fps, targets, progress, timings, notices,
+                                target_irises)
         except VideoError as error:
             raise InputError(f"The driving video could not be decoded to the end: {error}") from None
 
     def _render(self, persona: Persona, config: AnimateConfig, driving: Path, fps: float, targets: np.ndarray,
-                progress: ProgressCallback | None, timings: _Timings, notices: list[str]) -> Result:
-        """Pass 2: decode again, render in batches, compose, encode; the audio is copied from the driving clip."""
+                progress: ProgressCallback | None, timings: _Timings, notices: list[str],
+                irises: np.ndarray | None = None) -> Result:
+        """Pass 2: decode again, render in batches, compose, encode; the audio is copied from the driving clip.
+        `irises` (T, 2, 2), the targets' iris centres, go to a renderer that moves irises."""
         renderer, out = persona.renderer, Path(config.out)
         count = len(targets)
         if config.output == "photo" and persona.canvas is None:
@@ -392,7 +466,10 @@ class Pipeline:
             for batch in _batches(frames, config.batch):
                 points = targets[done : done + len(batch)]
                 with timings("render"):
-                    faces = renderer.render(points)
+                    if irises is None:
+                        faces = renderer.render(points)
+                    else:
+                        faces = renderer.render(points, irises[done : done + len(batch)])
                 for k, (frame, face, target) in enumerate(zip(batch, faces, points, strict=True)):
                     if meter is not None and done + k in scored:
                         with timings("identity"):
@@ -413,7 +490,7 @@ class Pipeline:
         avatar = None
         if config.save_avatar:
             made = self.avatar_file(persona, config)
-            if made is None:
+            if made is None and config.renderer != "auto":  # auto may pick the warp: then there is nothing to save
                 notices.append("No avatar file was written: the warp renderer has no generator to save.")
             else:
                 avatar = Path(config.save_avatar)

@@ -1,6 +1,7 @@
-"""The two ways to turn target landmarks into face crops: the few-shot generator (ONNX engine) and the classical
-piecewise-affine warp of the source photos. Both take (B, 68, 2) target points in crop pixels and return
-(B, R, R, 3) uint8 frames, so the pipeline does not care which one it drives.
+"""The ways to turn target landmarks into face crops: the classical piecewise-affine warp of the source photos, the
+few-shot generator (ONNX engine) that writes whole frames, and a refining generator whose synthesis is composited
+onto the warp where it predicts the warp is wrong. All take (B, 68, 2) target points in their square's pixels and
+return (B, S, S, 3) uint8 frames, so the pipeline does not care which one it drives.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import numpy as np
 import onnxruntime as ort
 
 from base.errors import InputError
+from contract.graphs import refines
 from demo.engine import ACCELERATED, Engine, SessionSettings
+from faces.crop import CropTransform
 from faces.guide import pack_guide
 from faces.landmark_image import draw_landmarks
 from faces.source_faces import Crops
@@ -23,23 +26,35 @@ AUTO_MIN_SSIM = 0.95  # below this, a faster variant visibly changes the face: a
 
 
 class WarpRenderer:
-    """The nearest source photo warped onto each target: instant, CPU only, and the baseline for the generator."""
+    """The nearest source photo warped onto each target: instant, CPU only, and the baseline for the generator.
+
+    Where the crops have iris centres, `render` also takes (B, 2, 2) target irises and moves the photo's irises to
+    them (`faces.warp`); without, it renders exactly as it did before irises existed.
+    """
 
     name = "warp"
 
     def __init__(self, crops: Crops):
         self.sources = crops
         self.resolution = crops.frames.shape[1]
-        self._warp = MultiSourceWarp(list(crops.frames), crops.points)
+        self._warp = MultiSourceWarp(list(crops.frames), crops.points, irises=crops.pupils)
 
-    def render(self, targets: np.ndarray) -> np.ndarray:
-        return np.stack([self._warp(t).image for t in targets])
+    @property
+    def moves_irises(self) -> bool:
+        return self.sources.pupils is not None
+
+    def render(self, targets: np.ndarray, irises: np.ndarray | None = None) -> np.ndarray:
+        if irises is None:
+            return np.stack([self._warp(t).image for t in targets])
+        return np.stack([self._warp(t, irises=i).image for t, i in zip(targets, irises, strict=True)])
 
 
 class NeuralRenderer:
     """A personalised engine driven by landmark images (plus warp guides for warp-guided models)."""
 
     def __init__(self, engine: Engine, sources: Crops, name: str):
+        if engine.refines:
+            raise ValueError("a refining model composites onto a warp: use RefiningRenderer")
         if sources.frames.shape[1] != engine.resolution:
             raise ValueError(f"source crops are {sources.frames.shape[1]} px, the model reads {engine.resolution}")
         self.engine, self.sources, self.name = engine, sources, name
@@ -52,6 +67,34 @@ class NeuralRenderer:
     def render(self, targets: np.ndarray) -> np.ndarray:
         guide = None if self._warp is None else np.stack([pack_guide(self._warp(t)) for t in targets])
         return self.engine.render(self.landmark_images(targets), guide)
+
+
+class RefiningRenderer:
+    """The warp of the photo at its own resolution (as `WarpRenderer`), refined by a model that sees the face at its
+    own resolution: the model's synthesis and blend weight are upsampled into the work square and composited onto
+    the warp there, so the output is as sharp as the warp wherever α is 0 and a 128-px model never sets its size.
+
+    `sources` are the work square's crops (what the warp moves); `model_sources` the same photos framed as the
+    model was trained (its guide is warped from them, exactly as in training); `view` maps the work square to the
+    model's crop.
+    """
+
+    def __init__(self, engine: Engine, sources: Crops, model_sources: Crops, view: CropTransform, name: str):
+        if not engine.refines:
+            raise ValueError("RefiningRenderer needs a refining model (guidance 'refine')")
+        if model_sources.frames.shape[1] != engine.resolution or view.size != engine.resolution:
+            raise ValueError(f"the model reads {engine.resolution} px crops")
+        self.engine, self.sources, self.model_sources, self.view, self.name = engine, sources, model_sources, view, name
+        self.resolution = sources.frames.shape[1]
+        self._warp = MultiSourceWarp(list(sources.frames), sources.points)
+        self._guide = MultiSourceWarp(list(model_sources.frames), model_sources.points)
+
+    def render(self, targets: np.ndarray) -> np.ndarray:
+        inner = [self.view.to_crop(t).astype(np.float64) for t in targets]
+        landmarks = np.stack([draw_landmarks(t, self.engine.resolution) for t in inner])
+        guide = np.stack([pack_guide(self._guide(t)) for t in inner])
+        layers = self.engine.refine(landmarks, guide)  # (B, r, r, 4)
+        return np.stack([self.view.blend(layer, self._warp(t).image) for t, layer in zip(targets, layers, strict=True)])
 
 
 @dataclass(frozen=True)
@@ -79,6 +122,20 @@ class ModelFolder:
     @property
     def resolution(self) -> int:
         return int(self.manifest["model"]["resolution"])
+
+    @property
+    def default(self) -> tuple[str, str]:
+        """The renderer `auto` means for this model, and why in one line (stored by `heads export`, which decides
+        it from the model's evaluation: export_onnx/verdict.py)."""
+        stored = self.manifest.get("default") or {}
+        if stored.get("renderer") not in ("neural", "warp"):
+            return "warp", "the model folder says nothing of how its renderer measured against the warp"
+        return stored["renderer"], stored.get("reason", "")
+
+    @property
+    def refines(self) -> bool:
+        """Whether the model refines a warp (composited at the output's resolution) rather than writing frames."""
+        return refines({"guidance": self.manifest["model"].get("guidance", "none")})
 
     def embedder(self) -> Path:
         return self.path / self.manifest["graphs"]["embedder"]["fp32"]["file"]

@@ -1,4 +1,9 @@
-"""Where model weights come from: the embedded default in weights/, a local folder, or a Hugging Face repo."""
+"""Where model weights come from: the embedded default in weights/, a local folder, or a Hugging Face repo.
+
+A model asked for by name (--weights, or $HEADS_WEIGHTS) must load or fail with a clear error: only the embedded
+default may be missing quietly (a clone without weights/ still animates, with the warp). Wherever the model is shown
+to people (the app's status line, notes), it goes by `weights_label`, never by a path of the server.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,25 @@ from base.errors import UserError
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 ENV_VAR = "HEADS_WEIGHTS"
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def requested(spec: str | os.PathLike | None = None) -> str | None:
+    """The model asked for by name: `spec`, else $HEADS_WEIGHTS; None when neither was given (the embedded default)."""
+    if spec not in (None, ""):
+        return str(spec)
+    return os.environ.get(ENV_VAR) or None
+
+
+def weights_label(spec: str | os.PathLike | None = None) -> str:
+    """How a model folder is named to people: "embedded", a Hub repo id, or a local folder's own name (never the
+    folders above it, which tell a visitor of the app about the server's filesystem)."""
+    named = requested(spec)
+    if named is None:
+        return "embedded"
+    path = Path(named).expanduser()
+    if not path.is_dir() and _REPO_ID.match(named):
+        return named
+    return path.resolve().name or named
 
 
 def resolve_weights(spec: str | os.PathLike | None = None) -> Path:

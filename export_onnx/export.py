@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from base.errors import UserError
-from contract.graphs import CALLER_KEYS, FORMAT_VERSION, OUTPUTS, Kind, graph_inputs
+from contract.graphs import CALLER_KEYS, FORMAT_VERSION, Kind, graph_inputs, graph_output
 from demo.engine import OnnxModel, SessionSettings
 from export_onnx.forms import export_form
 from export_onnx.samples import noise, realistic
@@ -75,7 +75,10 @@ class _Generator(nn.Module):
 
     def forward(self, *inputs: Tensor) -> Tensor:
         *images, e = inputs
-        return self.G(torch.cat(images, 1), e)  # (B, 3, R, R)
+        y = torch.cat(images, 1)
+        if self.G.refines:
+            return self.G.refinement(y, self.G.psi(e))  # (B, 4, R, R)
+        return self.G(y, e)  # (B, 3, R, R)
 
 
 class _Personalized(nn.Module):
@@ -87,7 +90,10 @@ class _Personalized(nn.Module):
         self.register_buffer("psi", psi.detach().float().cpu().clone())
 
     def forward(self, *images: Tensor) -> Tensor:
-        return self.G.render(torch.cat(images, 1), self.psi)  # (B, 3, R, R)
+        y = torch.cat(images, 1)
+        if self.G.refines:
+            return self.G.refinement(y, self.psi)  # (B, 4, R, R)
+        return self.G.render(y, self.psi)  # (B, 3, R, R)
 
 
 def graph_metadata(kind: Kind, cfg: ModelConfig, psi_size: int, given: dict) -> dict[str, str]:
@@ -142,7 +148,7 @@ def _export(
     with _quiet_exporter(), torch.no_grad():
         program = torch.onnx.export(
             wrap(export_form(bake(net))), args, dynamo=True, opset_version=OPSET, input_names=list(names),
-            output_names=[OUTPUTS[kind]], dynamic_shapes=shapes if kind == "embedder" else (shapes,),
+            output_names=[graph_output(kind, cfg.guidance)], dynamic_shapes=shapes if kind == "embedder" else (shapes,),
             external_data=False, verbose=False,
         )
     model = program.model_proto

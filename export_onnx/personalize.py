@@ -43,7 +43,9 @@ def finetune_to_onnx(
         raise InputError(f"{model} has no discriminator (D.safetensors), which fine-tuning needs.")
     progress(0, steps)
     avatar = personalize(networks, frames, None, FinetuneSettings(steps=steps), points, on_step=progress)
+    # The model folder by its name alone: the avatar file is handed to whoever asked for it, and the server's paths
+    # are none of their business.
     meta = {"model_id": model_id, "T": len(frames), "steps": steps,
-            "provenance": f"heads app fine-tuning of {model} ({steps} steps, T={len(frames)})"}
+            "provenance": f"heads app fine-tuning of {Path(model).resolve().name} ({steps} steps, T={len(frames)})"}
     export_personalized(avatar.generator_for(networks), avatar.psi, out, meta)
     return out

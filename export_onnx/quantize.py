@@ -24,12 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 from onnxconverter_common import float16
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from demo.engine import OnnxModel, to_uint8
 from export_onnx.export import set_metadata
+from training.generator import composite
 from training.metrics.ssim import ssim
 
 
@@ -99,8 +101,16 @@ def to_int8(src: Path, dst: Path, feeds: dict[str, np.ndarray]) -> Path:
 
 
 def fidelity(reference: OnnxModel, variant: OnnxModel, feeds: dict[str, np.ndarray]) -> dict[str, float]:
-    """SSIM of the variant's uint8 frames against the fp32 graph's on the same inputs, and the largest difference."""
-    a, b = (to_uint8(m(**feeds)) for m in (reference, variant))
+    """SSIM of the variant's uint8 frames against the fp32 graph's on the same inputs, and the largest difference.
+    A refining model's frames are its refinement composited onto the guide's warp, as the app composites them."""
+
+    def frames(model: OnnxModel) -> np.ndarray:
+        out = model(**feeds)
+        if out.shape[1] == 4:  # contract.graphs.REFINEMENT: synthesis and α
+            out = composite(torch.from_numpy(feeds["guide"][:, :3]), torch.from_numpy(out)).numpy()
+        return to_uint8(out)
+
+    a, b = frames(reference), frames(variant)
     scores = ssim(a, b)
     return {
         "ssim_min": round(float(scores.min()), 4),

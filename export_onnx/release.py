@@ -21,6 +21,7 @@ from export_onnx.export import OPSET, export_embedder, export_generator, export_
 from export_onnx.quantize import fidelity, to_fp16, to_int8
 from export_onnx.samples import realistic
 from export_onnx.timing import seconds_per_call
+from export_onnx.verdict import stored
 from faces.layout import PALETTE_VERSION
 from training.avatar import Avatar, model_id
 from training.config import to_dict
@@ -91,7 +92,9 @@ def export(cfg: ExportConfig) -> dict:
                     for count, seed in ((cfg.calibration, 100), (FIDELITY_IMAGES, 200)))
         for kind in kinds
     }
-    provenance = f"heads export of {cfg.model.resolve()} (model {mid}), torch {torch.__version__}, opset {OPSET}"
+    # Folders by their own names only: config.json and the graphs' metadata travel with the model (to a Space, the
+    # Hub, other people), where the exporting machine's paths would mean nothing and tell too much.
+    provenance = f"heads export of {_name(cfg.model)} (model {mid}), torch {torch.__version__}, opset {OPSET}"
     out = cfg.out
     graphs: dict[str, dict] = {}
     if cfg.generic:
@@ -105,7 +108,7 @@ def export(cfg: ExportConfig) -> dict:
         info = avatar.info
         meta = {
             "model_id": mid, "T": info["T"], "steps": info["steps"],
-            "provenance": f"{provenance}; avatar {cfg.avatar.resolve()} (T={info['T']}, {info['steps']} steps)",
+            "provenance": f"{provenance}; avatar {_name(cfg.avatar)} (T={info['T']}, {info['steps']} steps)",
         }
         parity = export_personalized(tuned, avatar.psi, out / "personalized.onnx", meta, cfg.tolerance)
         graphs["personalized"] = _variants(cfg, "personalized", out / "personalized.onnx", *inputs["personalized"])
@@ -120,13 +123,19 @@ def export(cfg: ExportConfig) -> dict:
         "machine": platform.processor() or platform.machine(),
         "calibration": {  # what int8 was calibrated and scored on
             "images": cfg.calibration,
-            "source": str(cfg.calibration_data.resolve()) if cfg.calibration_data else "synthetic faces",
+            "source": _name(cfg.calibration_data) if cfg.calibration_data else "synthetic faces",
         },
         "graphs": graphs,
+        "default": stored(cfg.evaluation, mid, out),
     }
     (out / "config.json").write_text(json.dumps(manifest, indent=2) + "\n")
     _print(out, graphs)
     return manifest
+
+
+def _name(folder: Path) -> str:
+    """A folder as config.json records it: its own name, without the folders above it on this machine."""
+    return folder.resolve().name
 
 
 def _print(out: Path, graphs: dict[str, dict]) -> None:

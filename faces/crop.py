@@ -102,6 +102,16 @@ class CropTransform:
         of the crop side so that no seam shows. Returns a new image; only the covered region is recomputed."""
         if crop.shape[:2] != (self.size, self.size):
             raise ValueError(f"expected a {self.size}x{self.size} crop, got {crop.shape[:2]}")
+        colour = crop.astype(np.float32).reshape(self.size, self.size, -1)
+        return self.blend(np.concatenate([colour, self.feather(feather)[..., None]], -1), image)
+
+    def blend(self, layer: np.ndarray, image: np.ndarray) -> np.ndarray:
+        """`image` with `layer` ((size, size, C + 1) float32: colour, then its weight in [0, 1]) resampled into
+        place and blended by its weight: image + weight·(colour − image). Outside the square the weight is 0.
+        Returns a new uint8 image; only the covered region is recomputed.
+
+        One path for a feathered paste and for a refining model's synthesis and α composited onto a warp at the
+        image's own resolution (upsampled here, never the image downsampled)."""
         h, w = image.shape[:2]
         x0, y0, x1, y1 = self.box
         rx0, ry0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
@@ -113,12 +123,15 @@ class CropTransform:
         m[:, 2] += m[:, :2] @ np.array([rx0, ry0])  # region pixel (0, 0) is image pixel (rx0, ry0)
         size = (rx1 - rx0, ry1 - ry0)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        face = cv2.warpAffine(crop, m, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        mask = cv2.warpAffine(self.feather(feather), m, size, flags=flags, borderMode=cv2.BORDER_CONSTANT)
-        if face.ndim == 3:
-            mask = mask[..., None]
+        colour = cv2.warpAffine(np.ascontiguousarray(layer[..., :-1]), m, size, flags=flags,
+                                borderMode=cv2.BORDER_REPLICATE)
+        weight = cv2.warpAffine(np.ascontiguousarray(layer[..., -1]), m, size, flags=flags,
+                                borderMode=cv2.BORDER_CONSTANT)
+        if image.ndim == 3:
+            colour = colour.reshape(size[1], size[0], -1)
+            weight = weight[..., None]
         region = out[ry0:ry1, rx0:rx1].astype(np.float32)
-        out[ry0:ry1, rx0:rx1] = np.clip(region + mask * (face.astype(np.float32) - region), 0, 255).round()
+        out[ry0:ry1, rx0:rx1] = np.clip(region + weight * (colour - region), 0, 255).round()
         return out
 
 

@@ -1,4 +1,4 @@
-"""`heads`: one command-line tool for every stage (prepare, train, finetune, evaluate, export, animate, bench).
+"""`heads`: one command-line tool for every stage (prepare, train, finetune, evaluate, export, animate, bench, space).
 
 Each subcommand is a typed dataclass config (parsed with tyro, help text from the field comments) and one library
 function. Both are named by import path so that `heads --help` and torch-free commands never import torch.
@@ -28,6 +28,11 @@ COMMANDS: dict[str, Command] = {
     "prepare": Command(
         "faces.config:PrepareConfig", "faces.prepare:run",
         "Videos (VoxCeleb layout or any folder) -> face crops, landmarks, manifest and train/test split.",
+    ),
+    # `--shard K/N` splits `prepare` over machines; this joins their folders (named like an option, read as a command).
+    "prepare --merge": Command(
+        "faces.config:MergeConfig", "faces.prepare:merge",
+        "Join the folders of `prepare --shard K/N` runs into one dataset (refuses shards made differently).",
     ),
     "bench prepare": Command(
         "faces.config:PrepareBenchConfig", "faces.bench_prepare:bench_prepare",
@@ -73,6 +78,10 @@ COMMANDS: dict[str, Command] = {
     "bench warp": Command(
         "faces.bench_warp:WarpBenchConfig", "faces.bench_warp:bench_warp",
         "Milliseconds per frame of the piecewise-affine warp (maps and remap, 128 and 256 px), as JSON.",
+    ),
+    "space": Command(
+        "heads.space:SpaceConfig", "heads.space:space",
+        "Write the folder a Hugging Face Space runs: app.py, front matter, pinned requirements, LFS, weights.",
     ),
     "convert-weights": Command(
         "training.perceptual.convert_config:ConvertConfig", "training.perceptual.convert:convert_weights",

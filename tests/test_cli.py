@@ -9,6 +9,7 @@ from heads.cli import COMMANDS, USAGE_ERROR, main
 # One bad option value per command, each caught by that command's config check (ConfigError) before any work.
 BAD_VALUES: dict[str, list[str]] = {
     "prepare": ["SRC", "DST", "--workers", "0"],
+    "prepare --merge": ["OUT", "OUT"],
     "bench prepare": ["SRC", "--clips", "0"],
     "train": ["--k", "0"],
     "bench train": ["--steps", "0"],
@@ -21,6 +22,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "animate": ["--driving", "d.mp4", "--source", "a.jpg", "--smoothing", "2"],
     "bench animate": ["--frames", "1"],
     "bench warp": ["--frames", "0"],
+    "space": ["OUT", "--title", ""],
     "convert-weights": ["--source", "vgg.pth", "--format", "vgg19-caffe", "--out", "vgg.pth"],
 }
 
@@ -46,3 +48,17 @@ def test_unknown_preset_and_unknown_command(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["frobnicate"])
     assert exit_.value.code == 2 and "unknown command 'frobnicate'" in capsys.readouterr().err
+
+
+def test_a_named_model_that_is_missing_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    """`heads animate --weights DIR` (or $HEADS_WEIGHTS) naming nothing stops with one line, never renders with the
+    warp in its place; and it stops before any other work (the photo and clip here do not exist either)."""
+    monkeypatch.delenv("HEADS_WEIGHTS", raising=False)
+    for args, env in ((["--weights", str(tmp_path / "nonexistent")], None), ([], str(tmp_path / "elsewhere"))):
+        if env is not None:
+            monkeypatch.setenv("HEADS_WEIGHTS", env)
+        with pytest.raises(SystemExit) as exit_:
+            main(["animate", "--driving", "d.mp4", "--source", "a.jpg", *args])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == USAGE_ERROR
+        assert len(err.splitlines()) == 1 and err.startswith("heads animate: error: weights not found"), err

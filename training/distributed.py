@@ -38,7 +38,11 @@ def init(device: str) -> Dist:
 
 
 def average_gradients(params, world: int) -> None:
-    """All-reduce the gradients of `params` as one flat buffer and divide by the number of processes."""
+    """All-reduce the gradients of `params` as one flat buffer and divide by the number of processes.
+
+    Under fp16 the caller passes the gradients still scaled (`MetaLearner._update`): afterwards every process holds
+    the same values, so every gradient scaler reaches the same overflow decision.
+    """
     grads = [p.grad for p in params if p.grad is not None]
     if world == 1 or not grads:
         return

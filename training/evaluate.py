@@ -177,7 +177,9 @@ def generate(networks: Networks, clip: Clip, method: str, personal: np.ndarray, 
     settings = FEED_FORWARD if method == "ff" else tune
     avatar = personalize(networks, clip.frames[personal], clip.landmark_images[personal], settings,
                          clip.points[personal], progress=progress)
-    return render(networks, avatar, clip.landmark_images[holdout], clip.points[holdout])
+    # A refining model refines the very warp of the `warp` row: the comparison isolates what it adds.
+    warped = warp_frames(clip, personal, holdout) if networks.cfg.refines else None
+    return render(networks, avatar, clip.landmark_images[holdout], clip.points[holdout], warped=warped)
 
 
 def _mean(values: list[float]) -> float:

@@ -31,6 +31,7 @@ from training.checkpoint import load_weights, resolve_checkpoint
 from training.config import LossConfig, to_dict
 from training.data import to_tensor, to_uint8
 from training.fewshot_config import FEED_FORWARD, FinetuneConfig, FinetuneSettings
+from training.generator import composite
 from training.losses import ContentLoss
 from training.models import Networks
 from training.phases import (
@@ -106,9 +107,12 @@ def avatar_guides(avatar: Avatar, points: np.ndarray | None) -> Tensor | None:
 
 @torch.no_grad()
 def render(networks: Networks, avatar: Avatar, landmark_images: np.ndarray, points: np.ndarray | None = None,
-           batch: int = 16) -> np.ndarray:
+           batch: int = 16, warped: np.ndarray | None = None) -> np.ndarray:
     """The avatar driven by (F, R, R, 3) uint8 landmark images (and their (F, 68, 2) points for warp-guided models)
-    -> (F, R, R, 3) uint8 frames."""
+    -> (F, R, R, 3) uint8 frames.
+
+    A refining model's synthesis and α are composited onto `warped` ((F, R, R, 3) uint8) when given, as the app
+    composites them onto its warp at the photo's resolution; else onto the guide's own warp."""
     G = avatar.generator_for(networks).eval()
     device = _device(networks)
     psi = avatar.psi.to(device)
@@ -116,7 +120,12 @@ def render(networks: Networks, avatar: Avatar, landmark_images: np.ndarray, poin
     for i in range(0, len(landmark_images), batch):
         y = to_tensor(landmark_images[i : i + batch]).to(device)
         pts = None if points is None else points[i : i + batch]
-        out.append(to_uint8(G.render(generator_input(y, avatar_guides(avatar, pts)), psi)))
+        g_in = generator_input(y, avatar_guides(avatar, pts))
+        if G.refines and warped is not None:
+            base = to_tensor(warped[i : i + batch]).to(device)
+            out.append(to_uint8(composite(base, G.refinement(g_in, psi))))
+        else:
+            out.append(to_uint8(G.render(g_in, psi)))
     return np.concatenate(out)
 
 

@@ -47,11 +47,32 @@ class ContentLoss(nn.Module):
         self.weights = {name: float(getattr(cfg, name)) for name in cfg.perceptual}
         self.l1 = cfg.l1
 
-    def forward(self, fake: Tensor, real: Tensor) -> Tensor:
-        """fake, real: (B, 3, R, R) RGB in [-1, 1]."""
-        loss = self.l1 * F.l1_loss(fake, real) if self.l1 else fake.new_zeros(())
+    def forward(self, fake: Tensor, real: Tensor, weights: Tensor | None = None) -> Tensor:
+        """fake, real: (B, 3, R, R) RGB in [-1, 1]; weights: (B, 1, R, R) per-pixel weights of the L1 term (1 where
+        nothing is singled out, see `focus_weights`)."""
+        if not self.l1:
+            loss = fake.new_zeros(())
+        elif weights is None:
+            loss = self.l1 * F.l1_loss(fake, real)
+        else:
+            loss = self.l1 * (weights * (fake - real).abs()).mean()
         for name, net in self.nets.items():
             both = net(torch.cat([fake, real]))  # one pass over fake and real halves
             dist = sum(F.l1_loss(f, r.detach()) for f, r in (t.chunk(2) for t in both))
             loss = loss + self.weights[name] * dist
         return loss
+
+
+def focus_weights(guide: Tensor, real: Tensor, mouth: Tensor, strength: float, share: float = 0.1) -> Tensor:
+    """(B, 1, R, R) weights of the pixel loss: 1 + `strength` where the warp is known to fail, so that a refining G
+    spends its capacity there and leaves the rest to the warp.
+
+    Where it fails: inside the target's inner-lip polygon (`mouth`, (B, 1, R, R) in {0, 1}: teeth and cavity the
+    source may not show), outside the warp's valid mask (guide channel 3, in [-1, 1]: disocclusions), and the
+    `share` of each frame's pixels where the warped frame (guide channels 0–2) is furthest from the real one.
+    """
+    error = (guide[:, :3] - real).abs().mean(1, keepdim=True)  # (B, 1, R, R)
+    cut = torch.quantile(error.flatten(1).float(), 1.0 - share, dim=1).view(-1, 1, 1, 1)
+    worst = (error >= cut).to(real.dtype)
+    invalid = (guide[:, 3:4] < 0).to(real.dtype)
+    return 1.0 + strength * torch.maximum(torch.maximum(mouth.to(real.dtype), invalid), worst)

@@ -58,13 +58,15 @@ def generator_input(landmark_images: Tensor, guide: Tensor | None = None, guide_
 
 
 def generator_losses(
-    fake: Tensor, x: Tensor, y: Tensor, w: Tensor, D: Discriminator, content: ContentLoss, fm_weight: float
+    fake: Tensor, x: Tensor, y: Tensor, w: Tensor, D: Discriminator, content: ContentLoss, fm_weight: float,
+    weights: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """G phase: L_CNT and L_ADV = −D(x̂) + L_FM for a generated batch. The caller freezes D's parameters."""
+    """G phase: L_CNT and L_ADV = −D(x̂) + L_FM for a generated batch. The caller freezes D's parameters.
+    `weights` (B, 1, R, R) weigh L_CNT's pixel term (`losses.focus_weights`)."""
     scores, feats = D(torch.cat([fake, x]), torch.cat([y, y]), torch.cat([w, w]))  # one pass, fake half first
     halves = [f.chunk(2) for f in feats]
     return {
-        "cnt": content(fake, x),
+        "cnt": content(fake, x, weights),
         "adv": adversarial_g(scores.chunk(2)[0]),
         "fm": fm_weight * feature_matching([f for f, _ in halves], [r for _, r in halves]),
     }

@@ -23,7 +23,8 @@ from training import distributed
 from training.checkpoint import load_state, load_weights, resolve_checkpoint, save_checkpoint
 from training.config import TrainConfig, from_dict, to_dict
 from training.data import EpisodeSampler, SyntheticEpisodes, WarpGuided, to_uint8
-from training.losses import ContentLoss, match
+from training.generator import composite
+from training.losses import ContentLoss, focus_weights, match
 from training.models import Networks
 from training.phases import (
     autocast,
@@ -52,6 +53,8 @@ class MetaLearner:
         self.cfg, self.device, self.world = cfg, device, world
         self.nets = Networks.build(cfg.model, num_videos).to(device)
         self.content = ContentLoss(cfg.loss).to(device)
+        if cfg.init:
+            warm_start(self.nets, cfg.init)
         E, G, D = self.nets.E, self.nets.G, self.nets.D
         self.ema = {"E_ema": copy.deepcopy(E), "G_ema": copy.deepcopy(G)} if cfg.ema else {}
         for m in self.ema.values():
@@ -80,11 +83,20 @@ class MetaLearner:
         )
 
     def _update(self, loss: Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, params) -> None:
+        """Backward, average the still-scaled gradients over processes, then unscale and step (or skip) on them.
+
+        The gradients are averaged while still scaled, as DistributedDataParallel does: every process then holds
+        the same gradients, bit for bit, so every scaler finds the same overflow (an inf or NaN on one process is
+        in everyone's sum), skips or steps alike and moves its scale alike, and the weights stay identical.
+        Unscaling first would let each scaler judge only its own gradients: an inf on one process reaches the
+        others through the all-reduce after their check, and they would step on it. Averaging first needs no
+        second collective and no reach into the scaler's private per-device state. The scales agree because they
+        start equal (a fresh scaler, or one checkpoint) and are updated on the same overflow decisions.
+        """
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        scaler.unscale_(opt)
         distributed.average_gradients(params, self.world)
-        scaler.step(opt)
+        scaler.step(opt)  # unscales, and skips the step when any gradient is not finite
         scaler.update()
 
     def step(self, batch: dict, step: int = 0) -> dict[str, float]:
@@ -101,9 +113,20 @@ class MetaLearner:
         with autocast(dev, cfg.precision):
             b, k = lms.shape[:2]
             e = self.E(frames[:, 1:].flatten(0, 1), lms[:, 1:].flatten(0, 1)).view(b, k - 1, -1).mean(1)  # (B, N)
-            fake = self.G(generator_input(y, batch.get("guide"), cfg.guide_dropout), e)
+            guide = batch.get("guide")
+            g_in = generator_input(y, None if guide is None else guide.to(dev), cfg.guide_dropout)
+            if cfg.model.refines:
+                refinement = self.G(g_in, e, refinement=True)
+                fake = composite(g_in[:, 3:6], refinement)
+            else:
+                fake = self.G(g_in, e)
+            weights = None
+            if cfg.loss.focus and guide is not None:
+                weights = focus_weights(g_in[:, 3:], x, batch["mouth"].to(dev), cfg.loss.focus)
             terms = generator_losses(fake, x, y, D.video_vector(video).detach(), self.D, self.content,
-                                     cfg.loss.feature_matching)
+                                     cfg.loss.feature_matching, weights)
+            if cfg.model.refines and cfg.loss.alpha:
+                terms["alpha"] = cfg.loss.alpha * refinement[:, 3].mean()
             if cfg.loss.match:
                 terms["mch"] = cfg.loss.match * match(D.W[video], e.float(), cfg.loss.match_to_embedder)
         logged = self._check(terms, step)
@@ -154,6 +177,25 @@ class MetaLearner:
         if "rng_cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         return int(state["step"])
+
+
+def warm_start(nets: Networks, folder: str) -> None:
+    """Start `nets` from the model in `folder` (`TrainConfig.init`): E and G whole, D but its per-video vectors W."""
+    source = Networks.from_pretrained(folder)
+    ours, theirs = to_dict(nets.cfg), to_dict(source.cfg)
+    same = {**theirs, "guidance": ours["guidance"]} == ours and source.cfg.guided == nets.cfg.guided
+    if not same:
+        raise UserError(f"--init {folder}: its architecture {theirs} differs from this run's {ours}")
+    nets.E.load_state_dict(source.E.state_dict())
+    nets.G.load_state_dict(source.G.state_dict())
+    if source.D is None:
+        raise UserError(f"--init {folder}: it has no D.safetensors")
+    state = {k: v for k, v in source.D.state_dict().items() if k != "W"}
+    missing, unexpected = nets.D.load_state_dict(state, strict=False)
+    if missing != ["W"] or unexpected:
+        raise UserError(f"--init {folder}: its D does not fit ({missing}, {unexpected})")
+    if nets.cfg.refines and not source.cfg.refines:
+        nets.G.reset_blend()
 
 
 def make_dataset(cfg: TrainConfig):

@@ -1,0 +1,95 @@
+"""Refining models (guidance "refine"): G's synthesis and blend weight α composited onto the warp at the photo's own
+resolution. An untrained one must give the warp back exactly, in PyTorch and through ONNX, the engine and the app's
+pipeline; a trained α must change only the pixels it covers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from contract.graphs import REFINEMENT
+from demo.animate_config import AnimateConfig
+from demo.pipeline import Pipeline
+from demo.renderers import RefiningRenderer
+from faces.config import LimitsConfig
+from faces.crop import CropTransform
+from training.config import ModelConfig
+from training.generator import Generator
+
+EXAMPLES = "LivePortrait/assets/examples"
+PHOTO = f"{EXAMPLES}/driving/d19.jpg"
+CLIP = f"{EXAMPLES}/driving/d18.mp4"
+
+
+def _refining(cfg: ModelConfig) -> ModelConfig:
+    return replace(cfg, guidance="refine")
+
+
+def test_an_untrained_refining_generator_returns_the_warp_exactly():
+    G = Generator(_refining(ModelConfig.tiny()))
+    y = torch.rand(3, G.cfg.input_channels, G.cfg.resolution, G.cfg.resolution) * 2 - 1
+    psi = torch.randn(1, G.psi_size)
+    for training in (True, False):
+        G.train(training)
+        assert torch.equal(G.render(y, psi), y[:, 3:6])
+        refinement = G.refinement(y, psi)
+        assert refinement.shape == (3, 4, G.cfg.resolution, G.cfg.resolution)
+        assert torch.all(refinement[:, 3] == 0)
+
+
+def test_alpha_learns_from_the_first_step():
+    """α starts at exactly 0, yet the loss reaches its weights (the clamp passes gradient at its edge), and a pixel
+    pushed below 0 still gets a (leaky) gradient, so no part of the face is stuck on the warp for good."""
+    G = Generator(_refining(ModelConfig.tiny())).train()
+    y = torch.rand(2, G.cfg.input_channels, G.cfg.resolution, G.cfg.resolution) * 2 - 1
+    G.render(y, torch.randn(1, G.psi_size)).abs().mean().backward()
+    rows = G.out_conv.parametrizations.weight.original.grad.view(4, -1)
+    assert rows[3].abs().sum() > 0
+
+
+def test_blend_is_the_paste_and_leaves_uncovered_pixels_alone():
+    """CropTransform.blend with weight 0 returns the image unchanged; weight 1 inside writes the layer."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (90, 120, 3), np.uint8)
+    view = CropTransform(0.5, (30.0, 20.0), 32)  # a 64-px square of the image at 32 px
+    layer = np.concatenate([np.full((32, 32, 3), 200.0, np.float32), np.zeros((32, 32, 1), np.float32)], -1)
+    np.testing.assert_array_equal(view.blend(layer, image), image)
+    layer[..., 3] = 1.0
+    out = view.blend(layer, image)
+    assert (out[30:74, 40:84] == 200).all()  # well inside the square
+    np.testing.assert_array_equal(out[:, :25], image[:, :25])  # outside it
+
+
+@pytest.fixture(scope="module")
+def refining_model(tmp_path_factory) -> Path:
+    from export_onnx.config import ExportConfig
+    from export_onnx.release import export
+    from training.models import Networks
+
+    root = tmp_path_factory.mktemp("refine")
+    Networks.build(_refining(ModelConfig.tiny())).save_pretrained(root / "torch")
+    export(ExportConfig(model=root / "torch", out=root / "onnx", variants=()))
+    return root / "onnx"
+
+
+@pytest.mark.media
+def test_an_untrained_refining_model_animates_exactly_like_the_warp(refining_model, media, tmp_path):
+    """Through ONNX, the engine and the pipeline, at the photo's own resolution: frame for frame the warp's."""
+    import onnx
+
+    graph = onnx.load(refining_model / "generator.onnx")
+    assert [o.name for o in graph.graph.output] == [REFINEMENT]
+    config = AnimateConfig(driving=str(media / CLIP), source=(str(media / PHOTO),), out=str(tmp_path / "o.mp4"),
+                           renderer="neural", limits=LimitsConfig(max_frames=4), progress=False)
+    neural, _ = Pipeline(weights=str(refining_model), device="cpu").personalize(config)
+    warp, _ = Pipeline(weights=None, device="cpu").personalize(replace(config, renderer="warp"))
+    assert isinstance(neural.renderer, RefiningRenderer)
+    assert neural.canvas is not None and neural.canvas.image.shape == (720, 720, 3)  # the photo, not 128 px
+    targets = warp.renderer.sources.points[:1] + np.array([[[0.0, 0.0]], [[2.0, -1.0]]])[:, :, :] * np.r_[
+        [0.0] * 48 + [1.0] * 20][None, :, None]  # the same face, then the mouth moved
+    np.testing.assert_array_equal(neural.renderer.render(targets), warp.renderer.render(targets))
+    np.testing.assert_array_equal(neural.compose(neural.renderer.render(targets[:1])[0]), neural.canvas.image)
