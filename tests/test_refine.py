@@ -93,3 +93,34 @@ def test_an_untrained_refining_model_animates_exactly_like_the_warp(refining_mod
         [0.0] * 48 + [1.0] * 20][None, :, None]  # the same face, then the mouth moved
     np.testing.assert_array_equal(neural.renderer.render(targets), warp.renderer.render(targets))
     np.testing.assert_array_equal(neural.compose(neural.renderer.render(targets[:1])[0]), neural.canvas.image)
+
+
+def test_a_refining_run_warm_starts_from_a_blending_model_at_the_warp(tmp_path):
+    """`heads train --init`: E, G and D (but W) from a blending model; G's synthesis kept, α reset to zero, and the
+    focus-weighted L1 and the α penalty train without error. Another architecture is refused in one sentence."""
+    from base.errors import UserError
+    from training.checkpoint import list_checkpoints
+    from training.config import DataConfig, LossConfig, TrainConfig
+    from training.models import Networks
+    from training.train import train, warm_start
+
+    blending = replace(ModelConfig.tiny(), guidance="warp")
+    source = Networks.build(blending, num_videos=5)
+    source.save_pretrained(tmp_path / "blend")
+    cfg = TrainConfig(model=_refining(ModelConfig.tiny()), loss=LossConfig(perceptual=(), l1=1.0, focus=4.0,
+                      alpha=0.05), data=DataConfig(synthetic_videos=2), k=2, batch=2, steps=2,
+                      outdir=str(tmp_path / "runs"), checkpoint_every=2, image_every=0, progress=False,
+                      init=str(tmp_path / "blend"))
+    nets = Networks.build(cfg.model, num_videos=2)
+    warm_start(nets, cfg.init)
+    for key, value in source.G.state_dict().items():
+        if "out_conv" not in key:
+            assert torch.equal(nets.G.state_dict()[key], value), key
+    assert torch.all(nets.G.out_conv.parametrizations.weight.original.view(4, -1)[3] == 0)
+    assert torch.equal(nets.G.out_conv.parametrizations.weight.original.view(4, -1)[:3],
+                       source.G.out_conv.parametrizations.weight.original.view(4, -1)[:3])
+    assert nets.D.W.shape == (2, cfg.model.embed_dim)
+    run = train(cfg)
+    assert Networks.from_pretrained(list_checkpoints(run)[-1]).cfg.refines
+    with pytest.raises(UserError, match="differs"):
+        warm_start(Networks.build(replace(cfg.model, res_blocks=2)), cfg.init)
