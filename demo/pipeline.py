@@ -490,8 +490,9 @@ class Pipeline:
         avatar = None
         if config.save_avatar:
             made = self.avatar_file(persona, config)
-            if made is None and config.renderer != "auto":  # auto may pick the warp: then there is nothing to save
-                notices.append("No avatar file was written: the warp renderer has no generator to save.")
+            if made is None:  # the warp has no generator to save; auto may pick it, and then says nothing of it
+                if config.renderer != "auto":
+                    notices.append("No avatar file was written: the warp renderer has no generator to save.")
             else:
                 avatar = Path(config.save_avatar)
                 avatar.parent.mkdir(parents=True, exist_ok=True)

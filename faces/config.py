@@ -58,6 +58,9 @@ class SmoothingConfig:
     # One-Euro cut-off at rest (Hz) for the eyelid and lip points, after the head pose is factored out: high, so that
     # a blink (2-4 frames) and fast lip motion survive; min_cutoff applies instead where it is higher.
     expression_cutoff: float = 8.0
+    # One-Euro cut-off at rest (Hz) for the gaze (an iris's place within its eye): a gaze is held for a fifth of a
+    # second or more between saccades, which the speed term lets through; min_cutoff applies instead where higher.
+    gaze_cutoff: float = 3.0
     # Offline runs filter forwards and backwards and average, which cancels the filter's lag.
     bidirectional: bool = True
     # Standard deviation (seconds) of the Gaussian that steadies crop boxes: a VoxCeleb-style slow-following crop.
@@ -146,6 +149,9 @@ class PrepareConfig:
     retry_rejects: bool = False
     # Show a progress bar.
     progress: bool = True
+    # K/N: prepare only shard K of N (K counts from 0, as job-array indices do), the clips whose source path hashes
+    # to K, into a folder of its own; `heads prepare --merge` joins the N folders. None prepares every clip.
+    shard: str | None = None
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
@@ -154,10 +160,49 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         if self.workers < 1 or self.min_frames < 1 or (self.max_frames is not None and self.max_frames < 1):
             raise ConfigError("workers, min_frames and max_frames must be at least 1")
+        if self.shard is not None:
+            parse_shard(self.shard)  # a bad K/N stops here, before any work
         if not 0.0 <= self.test_fraction <= 1.0 or (self.fps is not None and self.fps <= 0):
             raise ConfigError("test_fraction must be in [0, 1] and fps positive")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError("jpeg_quality must be in 1..100")
+
+    @property
+    def shard_index(self) -> tuple[int, int] | None:
+        """(K, N) of `shard`, or None when every clip is prepared."""
+        return None if self.shard is None else parse_shard(self.shard)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` -> (K, N), with 0 <= K < N: the form job arrays fill in (`--shard $SLURM_ARRAY_TASK_ID/64`)."""
+    k, _, n = text.partition("/")
+    if not (k.strip().isdigit() and n.strip().isdigit()) or not 0 <= int(k) < int(n):
+        raise ConfigError(f"shard must be K/N with 0 <= K < N (K counts from 0), not {text!r}")
+    return int(k), int(n)
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    """Join the folders of `heads prepare --shard K/N` runs into one prepared dataset: clips, manifest, rejects and
+    train/test split, as one unsharded run would have written them."""
+
+    # Folder of the merged dataset (created; an earlier merge there is updated).
+    out: Positional[Annotated[Path, arg(metavar="OUT")]]
+    # The shard folders: one per K of the same N, in any order, all prepared with the same settings.
+    shards: Positional[Annotated[tuple[Path, ...], arg(metavar="SHARD")]]
+    # How the clips reach OUT: move (a rename on one file system: instant, and it empties the shard folders), copy,
+    # or link (relative symbolic links into the shard folders, which must then stay beside OUT).
+    mode: Literal["move", "copy", "link"] = "move"
+    # Merge although some of the N shards are missing (to start training while the last ones still run).
+    allow_missing: bool = False
+    # Print a summary line.
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.shards:
+            raise ConfigError("give at least one shard folder after OUT")
+        if Path(self.out).resolve() in {Path(s).resolve() for s in self.shards}:
+            raise ConfigError(f"OUT ({self.out}) must be a folder of its own, not one of the shards")
 
 
 @dataclass(frozen=True)

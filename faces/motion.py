@@ -21,6 +21,10 @@ UPPER_INNER_LIP = np.array([61, 62, 63])
 LOWER_INNER_LIP = np.array([67, 66, 65])  # paired with UPPER_INNER_LIP, column by column
 _UPPER_LIDS = np.array([37, 38, 43, 44])
 _LOWER_LIDS = np.array([41, 40, 47, 46])
+# Per eye (the subject's right, then left): the corners, image-left first, and each eyelid from corner to corner.
+EYE_CORNERS = np.array([[36, 39], [42, 45]])
+UPPER_LID = np.array([[36, 37, 38, 39], [42, 43, 44, 45]])
+LOWER_LID = np.array([[36, 41, 40, 39], [42, 47, 46, 45]])
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,34 @@ def eye_opening(points: np.ndarray) -> np.ndarray:
     """Mean eyelid gap over the interocular distance; (..., 68, 2) -> (...)."""
     gap = np.linalg.norm(points[..., _UPPER_LIDS, :] - points[..., _LOWER_LIDS, :], axis=-1).mean(-1)
     return gap / _interocular(points)
+
+
+def _eye_frames(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each eye's frame in (..., 68, 2) points: origin (its image-left corner), axis (to the other corner) and the
+    axis turned a quarter towards the chin, each (..., 2, 2) (eye, xy)."""
+    corners = np.asarray(points, np.float64)[..., EYE_CORNERS, :]  # (..., 2, 2, 2): eye, corner, xy
+    origin, axis = corners[..., 0, :], corners[..., 1, :] - corners[..., 0, :]
+    return origin, axis, np.stack([-axis[..., 1], axis[..., 0]], -1)
+
+
+def gaze_coordinates(points: np.ndarray, irises: np.ndarray) -> np.ndarray:
+    """Iris centres in their eyes' own frames: (..., 68, 2) landmarks and (..., 2, 2) irises -> (..., 2, 2) (u, w).
+
+    u runs from the eye's image-left corner (0) to its image-right corner (1) and w across the eye, towards the
+    chin, both in eye widths. Measured so, a gaze means the same on any face: another person's eyes, wider or
+    narrower, tilted or further away, take the same (u, w) at their own size. NaN irises give NaN coordinates.
+    """
+    origin, axis, normal = _eye_frames(points)
+    offset = np.asarray(irises, np.float64) - origin
+    width2 = np.maximum((axis**2).sum(-1), 1e-12)
+    return np.stack([(offset * axis).sum(-1) / width2, (offset * normal).sum(-1) / width2], -1)
+
+
+def gaze_positions(points: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
+    """The inverse of `gaze_coordinates`: (u, w) per eye placed in the eyes of (..., 68, 2) `points`."""
+    origin, axis, normal = _eye_frames(points)
+    coordinates = np.asarray(coordinates, np.float64)
+    return origin + coordinates[..., :1] * axis + coordinates[..., 1:] * normal
 
 
 def _interocular(points: np.ndarray) -> np.ndarray:
@@ -199,3 +231,49 @@ def retarget(
         head = _scaled_similarity(pose_in_source, centre, config.pose_strength)
         out[t] = apply_affine(head, source + config.expression_strength * expression)
     return out
+
+
+def retarget_irises(
+    driver: np.ndarray,
+    driver_irises: np.ndarray,
+    source: np.ndarray,
+    source_irises: np.ndarray | None,
+    targets: np.ndarray,
+    config: MotionConfig = MotionConfig(),
+    reference: int | None = None,
+) -> np.ndarray:
+    """The driver's gaze carried onto the source's eyes: (T, 2, 2) iris centres in the (T, 68, 2) `targets`.
+
+    `driver` (T, 68, 2) and `driver_irises` (T, 2, 2) are the driver's track; `source` (68, 2) and `source_irises`
+    (2, 2) the photo's; `targets` are `retarget`'s output for the same driver, source and config. The gaze is the
+    iris position within its eye (`gaze_coordinates`), so it is independent of the head's pose and of each face's
+    eye shape. relative: the source's own gaze plus the driver's change of gaze since its reference frame (times
+    `expression_strength`: eye motion is expression); absolute: the driver's gaze itself. The result is placed
+    in the targets' eyes, unclamped: the warp keeps it inside the eye opening. An eye whose source iris is
+    unknown (NaN, or `source_irises` None: a backend without irises) gets NaN, which the warp reads as "no iris".
+    """
+    driver = _check_track(driver)
+    targets = np.asarray(targets, np.float64)
+    if targets.shape != driver.shape:
+        raise ValueError(f"expected targets shaped like the driver track {driver.shape}, got {targets.shape}")
+    driver_irises = np.asarray(driver_irises, np.float64)
+    if driver_irises.shape != (len(driver), 2, 2):
+        raise ValueError(f"expected ({len(driver)}, 2, 2) driver irises, got {driver_irises.shape}")
+    if source_irises is None:
+        return np.full((len(driver), 2, 2), np.nan)
+    source = check_points(source)
+    source_irises = np.asarray(source_irises, np.float64)
+    if source_irises.shape != (2, 2):
+        raise ValueError(f"expected (2, 2) source irises, got {source_irises.shape}")
+    own = gaze_coordinates(source, source_irises)  # (2, 2); NaN where the photo's iris is unknown
+    gaze = gaze_coordinates(driver, driver_irises)  # (T, 2, 2)
+    if config.mode == "absolute":
+        coordinates = np.where(np.isnan(own), np.nan, gaze)  # an eye without a source iris has nothing to move
+    elif config.mode == "relative":
+        ref = reference_index(driver, config.reference) if reference is None else reference
+        if not -len(driver) <= ref < len(driver):
+            raise ValueError(f"reference frame {ref} is outside the track of {len(driver)} frames")
+        coordinates = own + config.expression_strength * (gaze - gaze[ref])
+    else:
+        raise ValueError(f"mode must be 'relative' or 'absolute', got {config.mode!r}")
+    return gaze_positions(targets, coordinates)

@@ -2,17 +2,22 @@
 
 Layout of the output folder (see docs/data.md):
     config.json           the PrepareConfig of the last run
+    shard.json            with --shard K/N only: K, N and what the shard saw of the source (see `merge`)
     manifest.jsonl        one line per prepared clip: its meta.json plus its split
     rejects.jsonl         one line per rejected clip with the reason
     clips/<clip>/         00000.jpg ... (R×R crops), landmarks.npz, meta.json
 
 Each clip is written to a temporary folder and renamed into place when complete, so an interrupted run leaves
 no half clip, and a re-run skips what is done. One bad clip is a reject, never the end of the run.
+
+`--shard K/N` prepares the clips whose path hashes to K (`faces.sources.shard_of`), so that N machines share a
+source without talking to each other; `merge` joins their folders into the one an unsharded run would write.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -30,18 +35,21 @@ import cv2
 import numpy as np
 
 from base.errors import UserError
-from faces.config import PrepareConfig
+from faces.config import MergeConfig, PrepareConfig
 from faces.crop import CropTransform, clip_transforms, photo_transform
 from faces.detect import Face, LandmarkDetector, load_detector
 from faces.image_io import IMAGE_SUFFIXES, ImageError, load_image
 from faces.smoothing import segments, smooth_landmarks
-from faces.sources import Source, find_sources, read_identities, split_of
+from faces.sources import Source, find_sources, read_identities, shard_of, split_of
 from faces.track import FaceTracker
 from faces.video import VideoError, VideoReader
 
 FRAMES_FPS = 25.0  # VoxCeleb frame folders hold 25 fps video frames
 FRAME_BUFFER_BYTES = 256 << 20  # frames of a clip kept for the second pass; above this the video is decoded again
-COMPATIBLE = ("crop", "detector")  # config sections that must match to add clips to an existing output folder
+COMPATIBLE = ("crop", "detector", "shard")  # config entries that must match to add clips to an existing output folder
+# Config entries that may differ between the shards of one dataset: where they ran and how; all others must match.
+PER_RUN = ("src", "dst", "workers", "retry_rejects", "progress", "shard", "identities")
+SHARD_FILE = "shard.json"
 
 REJECT_REASONS = ("unreadable", "no face", "several faces", "too short", "error")
 
@@ -318,16 +326,27 @@ def write_manifest(dst: Path, test_fraction: float) -> list[dict]:
     return entries
 
 
+def _file_digest(path: Path | None) -> str | None:
+    return None if path is None else hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
 def prepare(config: PrepareConfig) -> PrepareSummary:
-    """Prepare every clip under config.src into config.dst (see the module docstring for the layout)."""
+    """Prepare every clip under config.src (or shard K of N of them) into config.dst (see the module docstring)."""
     identities = read_identities(config.identities) if config.identities else None
     sources = find_sources(config.src, config.images, identities)
+    found, shard = len(sources), config.shard_index
+    if shard is not None:
+        sources = [s for s in sources if shard_of(s.relative, shard[1]) == shard[0]]
     dst = config.dst
     _check_compatible(config)
     (dst / "clips").mkdir(parents=True, exist_ok=True)
     for leftover in (dst / "clips").glob(".tmp-*"):  # from an interrupted run
         shutil.rmtree(leftover, ignore_errors=True)
     _write_atomic(dst / "config.json", json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n")
+    if shard is not None:  # what `merge` checks: every shard cut the same source into the same N parts
+        record = {"index": shard[0], "count": shard[1], "found": found, "clips": len(sources),
+                  "identities_sha1": _file_digest(config.identities)}
+        _write_atomic(dst / SHARD_FILE, json.dumps(record, indent=2) + "\n")
 
     done = {p.parent.name for p in (dst / "clips").glob("*/meta.json")}
     rejects = {r["clip"]: r for r in _read_jsonl(dst / "rejects.jsonl")}
@@ -379,3 +398,147 @@ def prepare(config: PrepareConfig) -> PrepareSummary:
 def run(config: PrepareConfig) -> None:
     """Entry point of `heads prepare`."""
     prepare(config)
+
+
+# ---------------------------------------------------------------------------------------------------- merging shards
+
+
+@dataclass(frozen=True)
+class _Shard:
+    folder: Path
+    config: dict  # its config.json
+    record: dict  # its shard.json
+
+    @property
+    def settings(self) -> dict:
+        return {k: v for k, v in self.config.items() if k not in PER_RUN}
+
+
+def _read_shard(folder: Path) -> _Shard:
+    if not (folder / "config.json").is_file():
+        raise UserError(f"{folder} is not a folder written by `heads prepare` (no config.json)")
+    if not (folder / SHARD_FILE).is_file():
+        raise UserError(f"{folder} was not prepared with --shard K/N (no {SHARD_FILE}), so it is not a shard to merge")
+    return _Shard(folder, json.loads((folder / "config.json").read_text()),
+                  json.loads((folder / SHARD_FILE).read_text()))
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ, e.g. `crop.resolution`, as the CLI options spell them."""
+    names = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            names += _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            names.append(f"{prefix}{key} ({x!r} vs {y!r})")
+    return names
+
+
+def _check_shards(shards: list[_Shard], out: Path, allow_missing: bool) -> list[int]:
+    """Refuse shards that do not make one dataset together (and with OUT's earlier merge); returns missing K."""
+    first = shards[0]
+    for shard in shards[1:]:
+        differ = _differences(first.settings, shard.settings)
+        if differ:
+            raise UserError(f"{shard.folder} was prepared with other settings than {first.folder}: "
+                            f"{', '.join(differ)}; prepare every shard with the same options")
+        for key, what in (("count", "a different N in --shard K/N"), ("found", "a different source folder"),
+                          ("identities_sha1", "a different --identities file")):
+            if shard.record.get(key) != first.record.get(key):
+                raise UserError(f"{shard.folder} and {first.folder} were prepared from {what} "
+                                f"({key}: {shard.record.get(key)} vs {first.record.get(key)})")
+    indices = [s.record["index"] for s in shards]
+    twice = sorted({k for k in indices if indices.count(k) > 1})
+    if twice:
+        raise UserError(f"shard {', '.join(map(str, twice))} given more than once")
+    missing = sorted(set(range(first.record["count"])) - set(indices))
+    if missing and not allow_missing:
+        raise UserError(f"shards {', '.join(map(str, missing))} of {first.record['count']} are missing "
+                        "(--allow-missing merges the others)")
+    if (out / "config.json").is_file():
+        before = {k: v for k, v in json.loads((out / "config.json").read_text()).items() if k not in PER_RUN}
+        differ = _differences(before, first.settings)
+        if differ:
+            raise UserError(f"{out} holds clips prepared with other settings: {', '.join(differ)}")
+    return missing
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def _bring(clip: Path, dst: Path, mode: str) -> None:
+    """Put the clip folder `clip` at `dst`, replacing what is there; a copy lands under a temporary name first."""
+    _remove(dst)
+    if mode == "link":
+        dst.symlink_to(os.path.relpath(clip.resolve(), dst.parent.resolve()), target_is_directory=True)
+        return
+    if mode == "move":
+        try:
+            os.rename(clip, dst)
+            return
+        except OSError:  # another file system: copy, then remove the original
+            pass
+    tmp = dst.with_name(f".tmp-{dst.name}-merge")
+    _remove(tmp)
+    shutil.copytree(clip, tmp)
+    os.replace(tmp, dst)
+    if mode == "move":
+        shutil.rmtree(clip)
+
+
+def merge(config: MergeConfig) -> dict:
+    """`heads prepare --merge OUT SHARD...`: one dataset from the shards, as one unsharded run would have made it.
+
+    Everything is checked before anything moves: the same settings (all but where and how each shard ran), the
+    same source (the number of clips found in it) and identities file, each K once, and every K of N unless
+    `allow_missing`. The manifest and split are then rebuilt from the clips (the split is a hash of the identity,
+    so it is the one each shard computed), the rejects joined, and config.json is a shard's without the shard: a
+    later `heads prepare SRC OUT` with the same settings adds to the merged folder as to any other.
+    Returns what merged.json records.
+    """
+    out = Path(config.out)
+    shards = sorted((_read_shard(Path(f)) for f in config.shards), key=lambda s: s.record["index"])
+    missing = _check_shards(shards, out, config.allow_missing)
+    clips: dict[str, Path] = {}
+    for shard in shards:
+        for meta in sorted((shard.folder / "clips").glob("*/meta.json")):
+            name = meta.parent.name
+            if name in clips:
+                raise UserError(f"clip {name} is in both {clips[name].parent.parent} and {shard.folder}")
+            clips[name] = meta.parent
+    (out / "clips").mkdir(parents=True, exist_ok=True)
+    for leftover in (out / "clips").glob(".tmp-*"):  # from an interrupted merge or run
+        _remove(leftover)
+    for name, folder in clips.items():
+        _bring(folder, out / "clips" / name, config.mode)
+    if config.mode == "move":
+        for shard in shards:  # their manifests no longer list clips they do not hold
+            write_manifest(shard.folder, shard.config["test_fraction"])
+
+    kept = {p.parent.name for p in (out / "clips").glob("*/meta.json")}
+    rejects = {r["clip"]: r for r in _read_jsonl(out / "rejects.jsonl")}
+    for shard in shards:
+        rejects.update({r["clip"]: r for r in _read_jsonl(shard.folder / "rejects.jsonl")})
+    _write_atomic(out / "rejects.jsonl",
+                  "".join(json.dumps(r) + "\n" for c, r in sorted(rejects.items()) if c not in kept))
+    merged_config = {**shards[0].config, "dst": str(out), "shard": None}
+    _write_atomic(out / "config.json", json.dumps(merged_config, indent=2) + "\n")
+    entries = write_manifest(out, merged_config["test_fraction"])
+    record = {
+        "count": shards[0].record["count"],
+        "missing": missing,
+        "shards": [{"folder": str(s.folder), **s.record} for s in shards],
+        "clips": len(entries),
+        "rejects": sum(c not in kept for c in rejects),
+        "mode": config.mode,
+    }
+    _write_atomic(out / "merged.json", json.dumps(record, indent=2) + "\n")
+    if config.progress:
+        print(f"heads prepare --merge: {len(shards)} of {record['count']} shards, {len(entries)} clips "
+              f"({sum(e['split'] == 'test' for e in entries)} test), {record['rejects']} rejects -> {out}")
+    return record

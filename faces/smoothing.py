@@ -20,7 +20,7 @@ import numpy as np
 
 from faces.config import SmoothingConfig
 from faces.layout import NUM_POINTS
-from faces.motion import STABLE
+from faces.motion import STABLE, gaze_coordinates, gaze_positions
 
 # Eyelids (the four upper and four lower lid points) and all lip points: they open and close within a few frames.
 EXPRESSIVE = np.r_[37, 38, 40, 41, 43, 44, 46, 47, 48:68]
@@ -164,6 +164,27 @@ def smooth_landmarks(points: np.ndarray, fps: float, config: SmoothingConfig | N
     if points.shape[1:] == (NUM_POINTS, 2):
         return _smooth_face(track, fps, config, scale).astype(np.float32)
     return _one_euro(track, fps, config, scale).astype(np.float32)
+
+
+def smooth_irises(
+    points: np.ndarray,
+    irises: np.ndarray,
+    smoothed: np.ndarray,
+    fps: float,
+    config: SmoothingConfig | None = None,
+) -> np.ndarray:
+    """Iris centres (T, 2, 2) of one continuous track of raw landmarks `points` (T, 68, 2), smoothed and placed in
+    the eyes of the `smoothed` landmarks (`smooth_landmarks`' output for the same track).
+
+    The gaze is filtered, not the position: the iris's place within its eye (`gaze_coordinates`, in eye widths),
+    which head motion and face shape leave alone, so that the iris moves with its smoothed eye and only the
+    detector's jitter of the gaze itself is removed, with its own cut-off at rest (`SmoothingConfig.gaze_cutoff`).
+    """
+    config = config or SmoothingConfig()
+    gaze = gaze_coordinates(np.asarray(points, np.float64), np.asarray(irises, np.float64))
+    if config.enabled and len(gaze) >= 3:
+        gaze = _one_euro(gaze, fps, config, 1.0, max(config.gaze_cutoff, config.min_cutoff))
+    return gaze_positions(np.asarray(smoothed, np.float64), gaze)
 
 
 def gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:

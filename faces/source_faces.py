@@ -9,6 +9,11 @@ more, and a face box or landmarks given in the original pixels are scaled with t
 
 Crops come from `faces.crop.photo_transform` with the default CropConfig, as `heads prepare` makes them, so the
 generator sees the framing it learned on. Errors are `InputError`s whose message is meant for the person.
+
+Irises, where a second detector that sees them is given (`with_irises`), ride along: a face keeps the landmarks of the
+detector that found it (dlib's refuse animals, which mediapipe's face detector takes for faces), and gains the iris
+centres that the iris detector fits in the same place. Into a crop or a shrunk canvas they are carried by their place
+within each eye (`faces.motion.gaze_coordinates`), which no crop, scale or shift changes.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ import numpy as np
 from base.errors import InputError
 from faces.config import CropConfig, LimitsConfig
 from faces.crop import CropTransform, photo_transform
-from faces.detect import Box, LandmarkDetector
+from faces.detect import Box, LandmarkDetector, box_of
 from faces.image_io import ImageError, load_image
-from faces.motion import check_points
+from faces.motion import check_points, gaze_coordinates, gaze_positions
 from faces.video import VideoError, VideoReader
 
 MIN_FACE = 40  # px: smaller landmark boxes still animate, but the crop is upscaled and blurry
@@ -39,6 +44,7 @@ class SourceFace:
     image: np.ndarray  # (H, W, 3) uint8 RGB, upright, shrunk to the limits
     points: np.ndarray  # (68, 2) float32 landmarks in `image` pixels
     digest: str  # `image_hash` of the file (or of a clip frame's pixels): identifies the person's images for caching
+    pupils: np.ndarray | None = None  # (2, 2) iris centres (subject's right, left) in `image` pixels, NaN if unseen
 
     def transform(self, resolution: int, framing: CropConfig | None = None) -> CropTransform:
         """Its face crop at `resolution`, framed as training framed faces unless `framing` says otherwise."""
@@ -52,13 +58,43 @@ class Crops:
 
     frames: np.ndarray  # (T, R, R, 3) uint8
     points: np.ndarray  # (T, 68, 2) float64, crop pixels
+    pupils: np.ndarray | None = None  # (T, 2, 2) float64 iris centres in crop pixels, NaN where unseen; None: no iris
+
+
+def irises_in(points: np.ndarray, face: SourceFace) -> np.ndarray:
+    """`face`'s iris centres (NaN when it has none) placed in its (68, 2) landmarks `points` moved into another frame
+    (a crop, a shrunk canvas): each keeps its place within its eye."""
+    if face.pupils is None:
+        return np.full((2, 2), np.nan)
+    return gaze_positions(points, gaze_coordinates(face.points, face.pupils))
+
+
+def crop_pupils(faces: Sequence[SourceFace], points: np.ndarray) -> np.ndarray | None:
+    """(T, 2, 2) iris centres of `faces` in their (T, 68, 2) crop `points`, or None when no face has irises."""
+    if all(face.pupils is None for face in faces):
+        return None
+    return np.stack([irises_in(p, face) for p, face in zip(points, faces, strict=True)])
 
 
 def crops(faces: Sequence[SourceFace], resolution: int, framing: CropConfig | None = None) -> Crops:
     transforms = [face.transform(resolution, framing) for face in faces]
     frames = np.stack([t.crop(face.image) for t, face in zip(transforms, faces, strict=True)])
     points = np.stack([t.to_crop(face.points) for t, face in zip(transforms, faces, strict=True)]).astype(np.float64)
-    return Crops(frames, points)
+    return Crops(frames, points, crop_pupils(faces, points))
+
+
+def with_irises(faces: Sequence[SourceFace], detector: LandmarkDetector) -> list[SourceFace]:
+    """`faces` with the iris centres that `detector` (a backend that sees irises, e.g. mediapipe) fits around each
+    face's landmarks, in the same image pixels; their landmarks stay as they are. A face the detector does not find
+    there, or finds without irises, keeps none."""
+    out = []
+    for face in faces:
+        x0, y0, x1, y1 = box_of(face.points)
+        pad = 0.1 * max(x1 - x0, y1 - y0)  # the detectors' boxes reach a little beyond the landmarks (brows, chin)
+        fitted = detector.fit(face.image, (x0 - pad, y0 - pad, x1 + pad, y1 + pad))
+        pupils = None if fitted is None or fitted.pupils is None else np.asarray(fitted.pupils, np.float64)
+        out.append(replace(face, pupils=pupils))
+    return out
 
 
 def image_hash(data: bytes | np.ndarray) -> str:
@@ -166,10 +202,14 @@ def _face(
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     else:
         scale = 1.0
+    pupils = None
     if points is not None:  # in the upright image's own pixels, before any shrinking
         found = np.asarray(points, np.float64) * scale
     elif box is not None:
-        found = detector.fit(image, tuple(v * scale for v in box)).points
+        fitted = detector.fit(image, tuple(v * scale for v in box))
+        if fitted is None:  # a backend that detects inside the box (mediapipe) and saw no face there
+            raise InputError(f"No face could be fitted in the face box you gave for {name}: check its corners.")
+        found, pupils = fitted.points, fitted.pupils
         notices.append(f"{name}: landmarks fitted in the face box you gave.")
     else:
         detected = detector.detect(image)
@@ -178,10 +218,11 @@ def _face(
                 f"No human face was found in {name}. Use a photo in which one person's face is clearly visible "
                 "(animals and cartoons are not supported); for a painting or drawing, enter the face box by hand."
             )
-        found = detected[0].points
+        found, pupils = detected[0].points, detected[0].pupils
         if len(detected) > 1:
             notices.append(f"{name}: {len(detected)} faces found; animating the largest one.")
     side = float(np.ptp(found, axis=0).max())
     if side < MIN_FACE:
         notices.append(f"{name}: the face is only {side:.0f} px wide, so the result will be blurry.")
-    return SourceFace(name, image, np.asarray(found, np.float32), digest)
+    pupils = None if pupils is None else np.asarray(pupils, np.float64)
+    return SourceFace(name, image, np.asarray(found, np.float32), digest, pupils)

@@ -97,3 +97,13 @@ def split_of(identity: str, test_fraction: float) -> Literal["train", "test"]:
     """Deterministic identity-disjoint split: a hash of the name, so adding people never moves anyone."""
     h = int.from_bytes(hashlib.sha1(identity.encode("utf-8")).digest()[:8], "big") / 2.0**64
     return "test" if h < test_fraction else "train"
+
+
+def shard_of(relative: str, count: int) -> int:
+    """Which of `count` shards prepares the clip at `relative` (its path under the source folder, "/"-separated).
+
+    A hash of the path (BLAKE2b, not Python's salted `hash`), so every machine of a job array computes the same
+    answer without talking to the others, and a clip stays in its shard when others are added. A different hash
+    from `split_of`'s, so that shards are not skewed towards either split.
+    """
+    return int.from_bytes(hashlib.blake2b(relative.encode("utf-8"), digest_size=8).digest(), "big") % count

@@ -16,8 +16,8 @@ from faces.crop import CropTransform, clip_transforms, photo_transform
 from faces.detect import DetectorUnavailable, Face, detection_scale, load_detector
 from faces.image_io import load_image
 from faces.layout import interocular
-from faces.motion import eye_opening, mouth_opening
-from faces.smoothing import EXPRESSIVE, OneEuroFilter, gaussian_smooth, segments, smooth_landmarks
+from faces.motion import eye_opening, gaze_coordinates, gaze_positions, mouth_opening
+from faces.smoothing import EXPRESSIVE, OneEuroFilter, gaussian_smooth, segments, smooth_irises, smooth_landmarks
 from faces.sources import clip_name, find_sources, read_identities, split_of
 from faces.track import FaceTracker
 from faces.video import read_frames
@@ -242,6 +242,27 @@ def test_smoothing_keeps_blinks_and_mouth_opening_and_removes_jitter(fps):
     collapsed[10] = collapsed[10, 30]  # a frame squashed to one point has no pose: filtered point by point
     assert np.isfinite(smooth_landmarks(collapsed, fps)).all()
     assert smooth_landmarks(noisy[:, :5], fps).shape == (100, 5, 2)  # not a 68-point face: point by point
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+def test_gaze_smoothing_keeps_a_glance_and_follows_the_smoothed_eyes(fps):
+    """A glance aside for 3 frames survives the default smoothing, the iris stays put in its eye while the head
+    drifts, and detector jitter of the iris is reduced."""
+    clean, noisy = _blinking_track(fps)
+    look = np.zeros((len(clean), 2, 2))
+    look[20:23, :, 0] = -0.15  # a glance left
+    centres = np.stack([clean[:, 36:42].mean(1), clean[:, 42:48].mean(1)], 1)
+    clean_irises = gaze_positions(clean, gaze_coordinates(clean, centres) + look)
+    irises = clean_irises + np.random.default_rng(1).normal(0, 0.5, clean_irises.shape)
+    config = SmoothingConfig(min_cutoff=1.0)
+    smooth = smooth_landmarks(noisy, fps, config)
+    out = smooth_irises(noisy, irises, smooth, fps, config)
+    gaze, truth = gaze_coordinates(smooth, out), gaze_coordinates(clean, clean_irises)
+    assert gaze[20:23, :, 0].mean() - gaze[5:15, :, 0].mean() < -0.75 * 0.15
+    raw = gaze_coordinates(noisy, irises)
+    assert np.abs(gaze - truth)[30:].mean() < 0.65 * np.abs(raw - truth)[30:].mean()
+    np.testing.assert_array_equal(smooth_irises(noisy, irises, smooth, fps, SmoothingConfig(enabled=False)),
+                                  gaze_positions(smooth, raw))
 
 
 def test_segments_and_gaussian():

@@ -1,4 +1,4 @@
-"""Landmark adaptation: self-transfer, source shape kept, pose and expression strengths, absolute mode."""
+"""Landmark adaptation: self-transfer, source shape kept, pose and expression strengths, absolute mode, gaze."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ from faces.motion import (
     MotionConfig,
     apply_affine,
     fit_similarity,
+    gaze_coordinates,
+    gaze_positions,
     mouth_opening,
     neutral_frame,
     reference_index,
     retarget,
+    retarget_irises,
 )
 
 SIZE = 256
@@ -179,3 +182,60 @@ def test_real_clip_onto_another_face(media, real_track, reference):
     assert np.ptp(mouth_opening(real_track)) > 0.3  # the clip really opens the mouth
     assert np.corrcoef(mouth_opening(out), mouth_opening(real_track))[0, 1] >= 0.95
     np.testing.assert_allclose(retarget(real_track, real_track[ref], config), real_track, atol=1e-9)
+
+
+# -------------------------------------------------------------------------------------------------------- gaze
+
+
+def _eye_centres(points: np.ndarray) -> np.ndarray:
+    return np.stack([points[..., 36:42, :].mean(-2), points[..., 42:48, :].mean(-2)], -2)
+
+
+def test_gaze_coordinates_ignore_pose_and_scale():
+    face = synthetic_face(SIZE)
+    irises = _eye_centres(face) + [[2.0, -1.0], [-3.0, 0.5]]
+    gaze = gaze_coordinates(face, irises)
+    np.testing.assert_allclose(gaze_positions(face, gaze), irises, atol=1e-9)
+    moved = _similarity(0.4, 1.7, (30, -12))
+    np.testing.assert_allclose(gaze_coordinates(apply_affine(moved, face), apply_affine(moved, irises)), gaze,
+                               atol=1e-9)
+    np.testing.assert_allclose(gaze_coordinates(face, _eye_centres(face)), [[0.5, 0.0], [0.5, 0.0]], atol=0.02)
+    assert np.isnan(gaze_coordinates(face, np.full((2, 2), np.nan))).all()
+
+
+@pytest.mark.parametrize("mode", ["relative", "absolute"])
+def test_driver_gaze_lands_in_the_source_eyes(mode):
+    """The driver looks a tenth of an eye width left of where it looked at the reference: the source's irises (a
+    face with narrower eyes, turned and smaller) move a tenth of *their* eye width left of the source's own gaze
+    (relative) or take the driver's gaze itself (absolute), in whichever pose the targets have."""
+    track, _, _ = _driver_track()
+    look = np.where(np.arange(len(track)) % 2 == 0, 0.0, -0.1)  # every other frame looks left
+    driver_irises = gaze_positions(track, gaze_coordinates(track, _eye_centres(track)) + np.stack(
+        [look, np.zeros_like(look)], -1)[:, None])
+    source = _other_face()
+    source_irises = gaze_positions(source, np.array([[0.45, 0.02], [0.55, 0.02]]))
+    config = MotionConfig(mode=mode, reference="first")
+    targets = retarget(track, source, config)
+    out = retarget_irises(track, driver_irises, source, source_irises, targets, config)
+    assert out.shape == (len(track), 2, 2)
+    gaze = gaze_coordinates(targets, out)
+    expected = gaze_coordinates(track, driver_irises)
+    if mode == "relative":
+        expected = expected - expected[0] + gaze_coordinates(source, source_irises)
+    np.testing.assert_allclose(gaze, expected, atol=1e-9)
+    np.testing.assert_allclose(gaze[1::2, :, 0] - gaze[::2, :, 0], -0.1, atol=0.02 if mode == "absolute" else 1e-9)
+    if mode == "relative":  # the reference frame gives the source its own irises back
+        np.testing.assert_allclose(out[0], source_irises, atol=1e-9)
+
+
+def test_gaze_needs_the_source_irises():
+    track, _, _ = _driver_track(4)
+    irises = _eye_centres(track)
+    targets = retarget(track, track[0])
+    assert np.isnan(retarget_irises(track, irises, track[0], None, targets)).all()
+    one_eye = _eye_centres(track[0]).copy()
+    one_eye[1] = np.nan  # the left iris unseen in the photo: only the right one moves
+    out = retarget_irises(track, irises, track[0], one_eye, targets, MotionConfig(mode="absolute"))
+    assert np.isfinite(out[:, 0]).all() and np.isnan(out[:, 1]).all()
+    with pytest.raises(ValueError, match="driver irises"):
+        retarget_irises(track, irises[:2], track[0], one_eye, targets)

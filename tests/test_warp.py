@@ -11,7 +11,7 @@ import pytest
 from dlib_points import landmarks
 
 from faces.bench_warp import WarpBenchConfig, bench_warp, synthetic_face
-from faces.motion import STABLE, apply_affine, fit_similarity
+from faces.motion import STABLE, apply_affine, fit_similarity, gaze_coordinates, gaze_positions
 from faces.warp import (
     INNER_LIPS,
     MultiSourceWarp,
@@ -356,3 +356,101 @@ def test_detected_landmarks_follow_the_warp(media, name):
     error = np.linalg.norm(found - target, axis=1)
     assert error.mean() <= 2.0
     assert error[moved].mean() < 0.6 * np.linalg.norm(found - source, axis=1)[moved].mean()
+
+
+# ------------------------------------------------------------------------------------------------------ irises
+
+
+EYES = (slice(36, 42), slice(42, 48))
+
+
+def _eyes_photo(size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A synthetic face with white eyes and a dark iris disc (a fifth of an eye width across) in the middle of each:
+    the image, its landmarks and its iris centres."""
+    face = synthetic_face(size)
+    image = np.full((size, size, 3), 170, np.uint8)
+    irises = np.stack([face[eye].mean(0) for eye in EYES])
+    radius = 0.2 * np.linalg.norm(face[39] - face[36])
+    for eye, centre in zip(EYES, irises, strict=True):
+        cv2.fillPoly(image, [np.round(face[eye] * 16).astype(np.int32)], (250, 250, 250), cv2.LINE_AA, 4)
+        cv2.circle(image, tuple(np.round(centre * 16).astype(int)), int(radius * 16), (20, 20, 20), -1, cv2.LINE_AA, 4)
+    return image, face, irises
+
+
+def _dark_centre(image: np.ndarray, points: np.ndarray, eye: slice) -> np.ndarray:
+    """Centroid of the dark (iris) pixels around one eye."""
+    x0, y0 = np.floor(points[eye].min(0)).astype(int) - 3
+    x1, y1 = np.ceil(points[eye].max(0)).astype(int) + 4
+    ys, xs = np.nonzero(image[y0:y1, x0:x1].mean(-1) < 100)
+    return np.array([xs.mean() + x0, ys.mean() + y0])
+
+
+@pytest.mark.parametrize("shift", [-0.12, 0.12])
+def test_irises_move_with_the_target_gaze(shift):
+    """Target irises an eighth of an eye width to one side carry the drawn irises that way, and nothing else."""
+    image, face, irises = _eyes_photo()
+    warp = PiecewiseAffineWarp(image, face, irises=irises)
+    target = gaze_positions(face, gaze_coordinates(face, irises) + [shift, 0.0])
+    moved, still = warp(face, target), warp(face)
+    width = np.linalg.norm(face[39] - face[36])
+    for eye in EYES:
+        dx, dy = _dark_centre(moved.image, face, eye) - _dark_centre(still.image, face, eye)
+        assert 0.5 < dx / (shift * width) < 1.05  # most of the way, the iris's far edge sliding under the lids
+        assert abs(dy) < 0.5
+    changed = np.abs(moved.image.astype(int) - still.image).max(-1) > 0
+    ys, xs = np.nonzero(changed)
+    lids = face[36:48]
+    assert xs.min() >= lids[:, 0].min() - 1 and xs.max() <= lids[:, 0].max() + 1  # only inside the eyes' span
+    np.testing.assert_array_equal(moved.mask, still.mask)
+    np.testing.assert_array_equal(warp(face, irises).image, image)  # the photo's own gaze: the photo itself
+
+
+def test_without_irises_the_warp_is_exactly_the_plain_one():
+    """No source irises, no target irises, or unknown (NaN) ones: bit for bit the warp of the 68 points alone."""
+    image, face, irises = _eyes_photo()
+    target = synthetic_face(256, mouth=0.6, angle=0.1) + [4, -3]
+    target_irises = gaze_positions(target, gaze_coordinates(face, irises) + [0.1, 0.05])
+    plain = PiecewiseAffineWarp(image, face)(target)
+    for warp, given in [
+        (PiecewiseAffineWarp(image, face), target_irises),  # a photo without irises (dlib)
+        (PiecewiseAffineWarp(image, face, irises=irises), None),  # a target without
+        (PiecewiseAffineWarp(image, face, irises=irises), np.full((2, 2), np.nan)),
+        (PiecewiseAffineWarp(image, face, irises=np.full((2, 2), np.nan)), target_irises),
+    ]:
+        out = warp(target, given)
+        for a, b in zip(out, plain, strict=True):
+            np.testing.assert_array_equal(a, b)
+    multi = MultiSourceWarp([image], face[None], irises=irises[None])
+    np.testing.assert_array_equal(multi(target).image, plain.image)
+    with pytest.raises(ValueError, match="iris"):
+        MultiSourceWarp([image], face[None], irises=irises)
+
+
+@pytest.mark.parametrize("gaze", [(-5.0, 0.0), (5.0, 0.0), (0.0, -5.0), (0.3, 3.0), (-0.4, -0.4)])
+def test_extreme_gaze_never_folds_the_eye(gaze):
+    """However far the target irises are sent, the eye's backward map keeps its orientation (no pixel mirrored)."""
+    image, face, irises = _eyes_photo()
+    warp = PiecewiseAffineWarp(image, face, irises=irises)
+    target = synthetic_face(256, angle=0.15)
+    map_x, map_y, _, _ = warp.maps(target, gaze_positions(target, gaze_coordinates(face, irises) + gaze))
+    assert np.isfinite(map_x).all() and np.isfinite(map_y).all()
+    x0, y0 = np.floor(target[36:48].min(0)).astype(int) - 8
+    x1, y1 = np.ceil(target[36:48].max(0)).astype(int) + 8
+    mx, my = map_x[y0:y1, x0:x1].astype(np.float64), map_y[y0:y1, x0:x1].astype(np.float64)
+    det = np.gradient(mx, axis=1) * np.gradient(my, axis=0) - np.gradient(mx, axis=0) * np.gradient(my, axis=1)
+    assert det.min() > 0.0
+
+
+def test_a_closing_eye_takes_its_iris_along():
+    """With the lids together the iris is not moved at all (no lid pixels smeared); half open, it still moves."""
+    image, face, irises = _eyes_photo()
+    warp = PiecewiseAffineWarp(image, face, irises=irises)
+    closed = face.copy()
+    closed[[37, 38, 43, 44]] = closed[[41, 40, 47, 46]] = (face[[37, 38, 43, 44]] + face[[41, 40, 47, 46]]) / 2
+    aside = gaze_positions(closed, gaze_coordinates(face, irises) + [0.15, 0.0])
+    np.testing.assert_array_equal(warp(closed, aside).image, warp(closed).image)
+    half = face.copy()
+    half[[37, 38, 43, 44]] = (3 * face[[37, 38, 43, 44]] + face[[41, 40, 47, 46]]) / 4
+    half[[41, 40, 47, 46]] = (face[[37, 38, 43, 44]] + 3 * face[[41, 40, 47, 46]]) / 4
+    aside = gaze_positions(half, gaze_coordinates(face, irises) + [0.15, 0.0])
+    assert (warp(half, aside).image != warp(half).image).any()
