@@ -79,6 +79,10 @@ COMMANDS: dict[str, Command] = {
         "faces.bench_warp:WarpBenchConfig", "faces.bench_warp:bench_warp",
         "Milliseconds per frame of the piecewise-affine warp (maps and remap, 128 and 256 px), as JSON.",
     ),
+    "bench soak": Command(
+        "heads.soak:SoakConfig", "heads.soak:soak",
+        "Concurrent gradio_client clients against the launched app: failures, latency, server memory, as JSON.",
+    ),
     "space": Command(
         "heads.space:SpaceConfig", "heads.space:space",
         "Write the folder a Hugging Face Space runs: app.py, front matter, pinned requirements, LFS, weights.",

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from base.errors import UserError
+from base.errors import ConfigError, UserError
 from export_onnx.config import ExportConfig
 from export_onnx.release import export
 from export_onnx.samples import realistic
 from faces.bench_prepare import bench_prepare
-from faces.config import CropConfig, PrepareBenchConfig, PrepareConfig
+from faces.config import CropConfig, MergeConfig, PrepareBenchConfig, PrepareConfig, parse_shard
 from faces.layout import flip_points, interocular
-from faces.prepare import prepare
+from faces.prepare import merge, prepare
+from faces.sources import shard_of
 from faces.video import VideoWriter, read_frames
 from heads.cli import main
 from training.config import ModelConfig
@@ -236,3 +237,123 @@ def test_int8_calibrates_on_prepared_clips(prepared, tmp_path):
     assert 0.5 < manifest["graphs"]["generator"]["int8"]["ssim_min"] <= 1
     with pytest.raises(UserError, match="calibration-data"):
         export(ExportConfig(model=model, out=tmp_path / "out2", variants=("int8",), calibration_data=tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------------- shards
+
+
+def test_shards_are_a_stable_partition_of_the_clips():
+    paths = [f"id{i:05d}/video/{j:05d}.mp4" for i in range(100) for j in range(4)]
+    parts = [{p for p in paths if shard_of(p, 4) == k} for k in range(4)]
+    assert set().union(*parts) == set(paths) and sum(map(len, parts)) == len(paths)  # each clip in one shard
+    assert all(60 < len(part) < 140 for part in parts)  # about a quarter each
+    assert shard_of("id10001/1zcIwhmdeo4/00001.mp4", 64) == 9  # pinned: a changed hash would reshuffle a job array
+    assert parse_shard("3/64") == (3, 64) and PrepareConfig(Path("s"), Path("d"), shard="0/1").shard_index == (0, 1)
+    for bad in ("4/4", "1", "a/4", "-1/4", "1/0"):
+        with pytest.raises(ConfigError, match="K/N"):
+            PrepareConfig(Path("s"), Path("d"), shard=bad)
+
+
+def _broken_source(root: Path, count: int = 12) -> Path:
+    """Clips that are all rejected at once (text, not video): the shard and merge bookkeeping without media."""
+    src = root / "src"
+    for n in range(count):
+        (src / f"id{n:05d}").mkdir(parents=True)
+        (src / f"id{n:05d}" / "00001.mp4").write_text("not a video\n")
+    return src
+
+
+def _shard(src: Path, dst: Path, k: int, n: int, **changes) -> PrepareConfig:
+    return PrepareConfig(src=src, dst=dst, progress=False, shard=f"{k}/{n}", **changes)
+
+
+def _edited_copy(folder: Path, to: Path, file: str, **changes) -> Path:
+    """A copy of a shard folder whose config.json or shard.json says something else."""
+    shutil.copytree(folder, to)
+    data = json.loads((to / file).read_text())
+    (to / file).write_text(json.dumps({**data, **changes}))
+    return to
+
+
+def test_merge_joins_shard_rejects_and_refuses_mismatched_shards(tmp_path, monkeypatch):
+    monkeypatch.setattr("faces.prepare.load_detector", lambda config: None)  # no clip gets as far as a detector
+    src = _broken_source(tmp_path)
+    shards = [tmp_path / f"shard{k}" for k in range(3)]
+    for k, folder in enumerate(shards):
+        summary = prepare(_shard(src, folder, k, 3))
+        record = json.loads((folder / "shard.json").read_text())
+        assert record == {"index": k, "count": 3, "found": 12, "clips": summary.clips, "identities_sha1": None}
+    counts = [len((f / "rejects.jsonl").read_text().splitlines()) for f in shards]
+    assert sum(counts) == 12 and all(counts)
+
+    out = tmp_path / "merged"
+    with pytest.raises(UserError, match="shards 2 of 3 are missing"):
+        merge(MergeConfig(out, tuple(shards[:2]), progress=False))
+    assert not out.exists()  # refused before anything was written
+    partial = merge(MergeConfig(tmp_path / "partial", tuple(shards[:2]), allow_missing=True, progress=False))
+    assert partial["missing"] == [2] and partial["rejects"] == counts[0] + counts[1]
+    with pytest.raises(UserError, match="shard 1 given more than once"):
+        merge(MergeConfig(out, (shards[0], shards[1], shards[1], shards[2]), progress=False))
+    whole = tmp_path / "whole"
+    prepare(PrepareConfig(src=src, dst=whole, progress=False))
+    assert not (whole / "shard.json").exists()
+    with pytest.raises(UserError, match="not prepared with --shard"):
+        merge(MergeConfig(out, (*shards, whole), progress=False))
+    with pytest.raises(UserError, match="different shard settings"):  # one folder, one shard
+        prepare(_shard(src, shards[0], 1, 3))
+
+    for n, (file, change, message) in enumerate((
+        ("config.json", {"jpeg_quality": 90}, r"other settings .*jpeg_quality \(95 vs 90\)"),
+        ("config.json", {"crop": {**json.loads((shards[2] / "config.json").read_text())["crop"], "resolution": 64}},
+         r"other settings .*crop.resolution \(256 vs 64\)"),
+        ("shard.json", {"found": 11}, "different source folder"),
+        ("shard.json", {"identities_sha1": "0" * 40}, "different --identities file"),
+    )):
+        odd = _edited_copy(shards[2], tmp_path / f"odd{n}", file, **change)
+        with pytest.raises(UserError, match=message):
+            merge(MergeConfig(out, (*shards[:2], odd), progress=False))
+    assert not out.exists()
+
+    record = merge(MergeConfig(out, tuple(reversed(shards)), progress=False))
+    assert record["missing"] == [] and record["clips"] == 0 and record["rejects"] == 12
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert [r["clip"] for r in rejects] == sorted(f"id{n:05d}__00001" for n in range(12))
+    assert {r["reason"] for r in rejects} == {"unreadable"}
+    merged_config = json.loads((out / "config.json").read_text())
+    assert merged_config["shard"] is None and merged_config["dst"] == str(out)
+    assert prepare(PrepareConfig(src=src, dst=out, progress=False)).skipped == 12  # a plain prepared folder now
+
+
+def test_merge_cli_shape(tmp_path, capsys):
+    main(["prepare", "--merge", str(tmp_path / "out"), "a", "b", "--mode", "link", "--dry-run"])
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["shards"] == ["a", "b"] and shown["mode"] == "link"
+    main(["prepare", "SRC", "DST", "--shard", "3/8", "--dry-run"])
+    assert json.loads(capsys.readouterr().out)["shard"] == "3/8"
+
+
+@pytest.mark.media
+def test_merged_shards_equal_one_run(prepared, source, tmp_path):
+    """Two shards of the test source, merged (linked, then moved), hold what one unsharded run wrote."""
+    dst, _ = prepared
+    shards = [tmp_path / f"shard{k}" for k in range(2)]
+    for k, folder in enumerate(shards):
+        summary = prepare(_config(source, folder, shard=f"{k}/2"))
+        assert summary.prepared >= 1 and summary.rejected >= 1  # both shards hold clips and rejects
+    whole = {e["clip"]: e for e in _manifest(dst)}
+    whole_rejects = (dst / "rejects.jsonl").read_text()
+    for mode in ("link", "move"):
+        out = tmp_path / f"merged-{mode}"
+        record = merge(MergeConfig(out, tuple(shards), mode=mode, progress=False))
+        assert record["clips"] == 4 and record["rejects"] == 5
+        assert {e["clip"]: e for e in _manifest(out)} == whole  # same clips, identities and split
+        assert (out / "rejects.jsonl").read_text() == whole_rejects
+        for clip in whole:
+            ours, theirs = out / "clips" / clip, dst / "clips" / clip
+            assert (ours / "00003.jpg").read_bytes() == (theirs / "00003.jpg").read_bytes()
+            with np.load(ours / "landmarks.npz") as a, np.load(theirs / "landmarks.npz") as b:
+                assert a.files == b.files and all(np.array_equal(a[key], b[key]) for key in b.files)
+        assert (out / "clips" / next(iter(whole))).is_symlink() == (mode == "link")
+    assert not list((shards[0] / "clips").iterdir()) and not _manifest(shards[0])  # moved out
+    again = prepare(_config(source, tmp_path / "merged-move"))
+    assert (again.skipped, again.prepared) == (9, 0)  # the merged folder resumes like one prepared whole
