@@ -127,6 +127,10 @@ class LossConfig:
     focus: float = 0.0
     """Warp-guided models: extra weight of the pixel L1 (`l1`) where the warp fails: the target's inner mouth, the
     warp's invalid pixels and the 10 % of pixels where the warp is furthest from the target (beyond the paper)."""
+    focus_share: float = 0.1
+    """Share of each frame's pixels, those where the warp is furthest from the target, that `focus` also weighs (0:
+    only the mouth and the invalid pixels). Those are mostly edges the warp misplaces by a pixel or two, which a
+    refining G learned to paint over with noise in a first run."""
     alpha: float = 0.0
     """Refining models: weight of the mean blend weight α, so that G covers the warp only where that pays."""
     random_perceptual: bool = False

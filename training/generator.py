@@ -86,13 +86,18 @@ class Generator(nn.Module):
         return self.shuffle(self.out_conv(self.out_norm(h, next(chunks)).relu()))
 
     def refinement(self, y: Tensor, psi: Tensor) -> Tensor:
-        """Refining models: (B, 4, R, R), the synthesis in [-1, 1] and its blend weight α in [0, 1]."""
+        """Refining models: (B, 4, R, R), the synthesis in [-1, 1] and its blend weight α in [0, 1].
+
+        The synthesis is the guide's warp plus a learned correction (clamped to the image range), not a frame
+        painted from nothing: a run warm-started from a blending model inherited a synthesis that was never
+        needed where that model kept the warp (saturated colours, no face), and α then painted it over edges."""
         out = self._decode(y, psi)
         z = out[:, 3:]
         alpha = z.clamp(0.0, 1.0)
         if self.training:  # forward exactly the clamp; backward leaks 1 % where it clamps (see the class)
             alpha = alpha + 0.01 * (z - z.detach())
-        return torch.cat([out[:, :3].tanh(), alpha], 1)
+        synthesis = (y[:, 3:6] + out[:, :3].tanh()).clamp(-1.0, 1.0)  # y[:, 3:6]: the guide's warp
+        return torch.cat([synthesis, alpha], 1)
 
     def render(self, y: Tensor, psi: Tensor) -> Tensor:
         """y: (B, 3 or 7, R, R) landmark image, then the warp guide when warp-guided; psi: (B or 1, psi_size).

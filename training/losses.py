@@ -71,8 +71,10 @@ def focus_weights(guide: Tensor, real: Tensor, mouth: Tensor, strength: float, s
     source may not show), outside the warp's valid mask (guide channel 3, in [-1, 1]: disocclusions), and the
     `share` of each frame's pixels where the warped frame (guide channels 0–2) is furthest from the real one.
     """
+    invalid = (guide[:, 3:4] < 0).to(real.dtype)
+    if not share:
+        return 1.0 + strength * torch.maximum(mouth.to(real.dtype), invalid)
     error = (guide[:, :3] - real).abs().mean(1, keepdim=True)  # (B, 1, R, R)
     cut = torch.quantile(error.flatten(1).float(), 1.0 - share, dim=1).view(-1, 1, 1, 1)
     worst = (error >= cut).to(real.dtype)
-    invalid = (guide[:, 3:4] < 0).to(real.dtype)
     return 1.0 + strength * torch.maximum(torch.maximum(mouth.to(real.dtype), invalid), worst)

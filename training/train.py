@@ -122,7 +122,7 @@ class MetaLearner:
                 fake = self.G(g_in, e)
             weights = None
             if cfg.loss.focus and guide is not None:
-                weights = focus_weights(g_in[:, 3:], x, batch["mouth"].to(dev), cfg.loss.focus)
+                weights = focus_weights(g_in[:, 3:], x, batch["mouth"].to(dev), cfg.loss.focus, cfg.loss.focus_share)
             terms = generator_losses(fake, x, y, D.video_vector(video).detach(), self.D, self.content,
                                      cfg.loss.feature_matching, weights)
             if cfg.model.refines and cfg.loss.alpha:
