@@ -6,7 +6,10 @@ return (B, S, S, 3) uint8 frames, so the pipeline does not care which one it dri
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,27 @@ from faces.source_faces import Crops
 from faces.warp import MultiSourceWarp
 
 AUTO_MIN_SSIM = 0.95  # below this, a faster variant visibly changes the face: auto keeps fp32
+
+
+def frames_in_parallel(render, *columns: list) -> list:
+    """[render(*row) for row in zip(*columns)], rows spread over one thread per core: a warp is OpenCV and numpy
+    work on whole frames, which releases the GIL, so a batch of frames renders on every core at once (OpenCV's
+    own threads alone left a core idle for most of each frame). Order is kept."""
+    rows = list(zip(*columns, strict=True))
+    if len(rows) < 2 or _workers() < 2:
+        return [render(*row) for row in rows]
+    return list(_pool().map(lambda row: render(*row), rows))
+
+
+@functools.cache
+def _workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@functools.cache
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    """One pool for the process (made on first use), shared by every request: threads are not made per frame."""
+    return concurrent.futures.ThreadPoolExecutor(_workers(), thread_name_prefix="render")
 
 
 class WarpRenderer:
@@ -44,9 +68,8 @@ class WarpRenderer:
         return self.sources.pupils is not None
 
     def render(self, targets: np.ndarray, irises: np.ndarray | None = None) -> np.ndarray:
-        if irises is None:
-            return np.stack([self._warp(t).image for t in targets])
-        return np.stack([self._warp(t, irises=i).image for t, i in zip(targets, irises, strict=True)])
+        each = [None] * len(targets) if irises is None else list(irises)
+        return np.stack(frames_in_parallel(lambda t, i: self._warp.image(t, i), list(targets), each))
 
 
 class NeuralRenderer:
@@ -94,7 +117,8 @@ class RefiningRenderer:
         landmarks = np.stack([draw_landmarks(t, self.engine.resolution) for t in inner])
         guide = np.stack([pack_guide(self._guide(t)) for t in inner])
         layers = self.engine.refine(landmarks, guide)  # (B, r, r, 4)
-        return np.stack([self.view.blend(layer, self._warp(t).image) for t, layer in zip(targets, layers, strict=True)])
+        return np.stack(frames_in_parallel(lambda t, layer: self.view.blend(layer, self._warp.image(t)),
+                                           list(targets), list(layers)))
 
 
 @dataclass(frozen=True)

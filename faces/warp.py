@@ -570,13 +570,16 @@ class PiecewiseAffineWarp:
         self._move_irises(map_x, map_y, target, vertices[:NUM_POINTS], irises)
         return map_x, map_y, mask, face
 
-    def _maps(self, vertices: np.ndarray, head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _maps(self, vertices: np.ndarray, head: np.ndarray, masks: bool = True
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """map_x, map_y, and (with `masks`) the validity and face masks; a renderer that shows only the image skips
+        the masks' two gathers and four whole-frame comparisons."""
         corners = vertices[self.triangles]  # (K, 3, 2)
         affines, valid = inverse_affines(corners, self._source_triangles)
         count = len(self.triangles)
         map_x, map_y = self._outside(head)
-        face = np.zeros((self.height, self.width), np.float32)
-        usable = np.ones((self.height, self.width), bool)
+        face = np.zeros((self.height, self.width), np.float32) if masks else None
+        usable = np.ones((self.height, self.width), bool) if masks else None
         # Per-pixel affines only inside the mesh's box; the rest of the frame is the smooth outside motion.
         x0, y0 = np.maximum(np.floor(corners.min((0, 1))).astype(int), 0)
         x1, y1 = np.minimum(np.ceil(corners.max((0, 1))).astype(int) + 1, [self.width, self.height])
@@ -595,7 +598,7 @@ class PiecewiseAffineWarp:
             table[7, :count] = ~valid
             # One coefficient at a time: contiguous gathers are ~2x faster than one (h, w, 6) gather.
             gather = (lambda row: cv2.LUT(index, row)) if small else (lambda row: np.take(row, index))
-            a, b, c, d, e, f, on_face, unusable = (gather(row) for row in table)
+            a, b, c, d, e, f = (gather(row) for row in table[:6])
             xs, ys = self._grid[0][box], self._grid[1][box]
             inner = index < count
             mx = xs * a
@@ -606,19 +609,23 @@ class PiecewiseAffineWarp:
             my += f
             np.copyto(map_x[box], mx, where=inner)
             np.copyto(map_y[box], my, where=inner)
-            face[box] = on_face
-            usable[box] = unusable == 0
+            if masks:
+                face[box] = gather(table[6])
+                usable[box] = gather(table[7]) == 0
+        if not masks:
+            return map_x, map_y, None, None
         # A source pixel covers ±0.5 around its centre; the reflected border (__call__) fills that last half pixel.
         x_in = (map_x >= -0.5) & (map_x <= self.width - 0.5)
         inside = x_in & (map_y >= -0.5) & (map_y <= self.height - 0.5)
         mask = (inside & usable).astype(np.float32)
         return map_x, map_y, mask, face
 
-    def __call__(self, target: np.ndarray, irises: np.ndarray | None = None) -> Warped:
+    def __call__(self, target: np.ndarray, irises: np.ndarray | None = None, masks: bool = True) -> Warped:
         """The photo warped onto (68, 2) `target` landmarks; with (2, 2) target `irises` (NaN where unknown) its
-        irises follow them, when the photo's irises were given (class docstring)."""
+        irises follow them, when the photo's irises were given (class docstring). Without `masks`, the Warped's
+        mask and face are None (what a renderer that shows only the image needs: less work per frame)."""
         vertices, head = self._target(target)
-        map_x, map_y, mask, face = self._maps(vertices, head)
+        map_x, map_y, mask, face = self._maps(vertices, head, masks)
         self._move_irises(map_x, map_y, target, vertices[:NUM_POINTS], irises)
         image = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         if self._mouth_colours is not None:
@@ -671,11 +678,18 @@ class MultiSourceWarp:
             for image, p, i in zip(images, self.points, each, strict=True)
         ]
 
+    def image(self, target: np.ndarray, irises: np.ndarray | None = None) -> np.ndarray:
+        """The nearest source warped onto `target`: the image alone, without the masks a guide needs."""
+        nearest = int(np.argmin(source_distances(self.points, target)))
+        return self.warps[nearest](target, irises, masks=False).image
+
     def __call__(self, target: np.ndarray, blend: int = 1, irises: np.ndarray | None = None) -> Warped:
         """Blending weighs each source by its validity mask and inverse landmark distance to the target; (2, 2)
         target `irises` move the irises of the sources that have them."""
         distances = source_distances(self.points, target)
         order = np.argsort(distances, kind="stable")[: max(1, blend)]
+        if len(order) == 1:
+            return self.warps[order[0]](target, irises)
         results = [self.warps[i](target, irises) for i in order]
         if len(results) == 1:
             return results[0]
