@@ -108,7 +108,7 @@ def test_a_refining_run_warm_starts_from_a_blending_model_at_the_warp(tmp_path):
     source = Networks.build(blending, num_videos=5)
     source.save_pretrained(tmp_path / "blend")
     cfg = TrainConfig(model=_refining(ModelConfig.tiny()), loss=LossConfig(perceptual=(), l1=1.0, focus=4.0,
-                      alpha=0.05), data=DataConfig(synthetic_videos=2), k=2, batch=2, steps=2,
+                      alpha=0.05, synthesis=1.0), data=DataConfig(synthetic_videos=2), k=2, batch=2, steps=2,
                       outdir=str(tmp_path / "runs"), checkpoint_every=2, image_every=0, progress=False,
                       init=str(tmp_path / "blend"))
     nets = Networks.build(cfg.model, num_videos=2)

@@ -133,6 +133,11 @@ class LossConfig:
     refining G learned to paint over with noise in a first run."""
     alpha: float = 0.0
     """Refining models: weight of the mean blend weight α, so that G covers the warp only where that pays."""
+    synthesis: float = 0.0
+    """Refining models: weight of the pixel L1 between the synthesis itself and the real frame inside the target's
+    inner mouth and the warp's invalid pixels. Without it neither output learns: the synthesis gets gradient only
+    where α > 0, and α only where the synthesis beats the warp (a first run's α stayed at edges, its synthesis at
+    the saturated colours a warm start left there)."""
     random_perceptual: bool = False
     """Use randomly initialised feature networks: only for tests that ask for it."""
 
@@ -141,10 +146,11 @@ class LossConfig:
 class DataConfig:
     """Where episodes come from."""
 
-    source: Literal["synthetic", "prepared"] = "synthetic"
-    """`synthetic` draws cartoon faces in code (no files); `prepared` reads `heads prepare` output."""
+    source: Literal["synthetic", "prepared", "shards"] = "synthetic"
+    """`synthetic` draws cartoon faces in code (no files); `prepared` reads `heads prepare` output; `shards` streams
+    the tar shards of `heads prepare --to-shards` (the same episodes, read from a few large files)."""
     root: str | None = None
-    """Prepared dataset folder (for source=prepared)."""
+    """Prepared dataset folder (source=prepared) or shard folder (source=shards)."""
     split: str = "train"
     synthetic_videos: int = 16
     """Number of synthetic identities (videos) for source=synthetic."""
@@ -154,6 +160,13 @@ class DataConfig:
     """Random horizontal flips and colour jitter, the same for all frames of an episode (prepared data)."""
     min_frames: int = 8
     """Prepared clips with fewer frames are left out (1 would admit single photos as one-frame identities)."""
+    shuffle: int = 32
+    """source=shards: clips each loader worker holds to shuffle the order of its shards' clips (1: none); about
+    0.2 MB each at 256 px (the K+1 chosen JPEGs)."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 0 or self.shuffle < 1 or self.min_frames < 1:
+            raise ConfigError("data.workers must be >= 0, data.shuffle and data.min_frames >= 1")
 
 
 @dataclass(frozen=True)
@@ -234,6 +247,39 @@ class TrainBenchConfig:
     def __post_init__(self) -> None:
         if self.batch < 1 or self.k < 1 or self.steps < 1:
             raise ConfigError("batch, k and steps must be at least 1")
+
+
+@dataclass(frozen=True)
+class LoaderBenchConfig:
+    """Episodes/s and images/s of meta-learning's data loader, per DataLoader worker, from a prepared folder and
+    from its shards (`heads prepare --to-shards`): what sizes --data.workers for a GPU's step rate."""
+
+    prepared: str | None = None
+    """A prepared folder (`heads prepare`); None skips the folder layout."""
+    shards: str | None = None
+    """Its shards (`heads prepare --to-shards`); None skips the shard layout."""
+    workers: tuple[int, ...] = (1, 2)
+    """DataLoader worker counts to measure (0 reads in the benchmark's own process)."""
+    batch: int = 4
+    k: int = 8
+    resolution: int = 256
+    augment: bool = True
+    """Flips and colour jitter, as training applies them."""
+    guided: bool = False
+    """Add the warp guide (warp-guided models; the paper preset has none)."""
+    batches: int = 20
+    """Timed batches per setting, after each worker has delivered one (start-up left out)."""
+    split: str = "train"
+    min_frames: int = 8
+    shuffle: int = 32
+    out: str = "runs/bench/loader.json"
+
+    def __post_init__(self) -> None:
+        if self.prepared is None and self.shards is None:
+            raise ConfigError("give --prepared, --shards or both")
+        if self.batch < 1 or self.k < 1 or self.batches < 1 or min(self.workers, default=-1) < 0:
+            raise ConfigError("batch, k and batches must be at least 1, and workers at least 0")
+        ModelConfig(self.resolution)  # 64, 128 or 256
 
 
 def to_dict(config) -> dict:

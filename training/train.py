@@ -22,7 +22,7 @@ from base.errors import UserError
 from training import distributed
 from training.checkpoint import load_state, load_weights, resolve_checkpoint, save_checkpoint
 from training.config import TrainConfig, from_dict, to_dict
-from training.data import EpisodeSampler, SyntheticEpisodes, WarpGuided, to_uint8
+from training.data import EpisodeSampler, SyntheticEpisodes, WarpGuided, WarpGuidedStream, to_uint8
 from training.generator import composite
 from training.losses import ContentLoss, focus_weights, match
 from training.models import Networks
@@ -127,6 +127,10 @@ class MetaLearner:
                                      cfg.loss.feature_matching, weights)
             if cfg.model.refines and cfg.loss.alpha:
                 terms["alpha"] = cfg.loss.alpha * refinement[:, 3].mean()
+            if cfg.model.refines and cfg.loss.synthesis:
+                region = torch.maximum(batch["mouth"].to(dev), (g_in[:, 6:7] < 0).to(x.dtype))  # (B, 1, R, R)
+                miss = (region * (refinement[:, :3] - x).abs()).sum() / (3 * region.sum()).clamp(min=1.0)
+                terms["syn"] = cfg.loss.synthesis * miss
             if cfg.loss.match:
                 terms["mch"] = cfg.loss.match * match(D.W[video], e.float(), cfg.loss.match_to_embedder)
         logged = self._check(terms, step)
@@ -203,15 +207,34 @@ def make_dataset(cfg: TrainConfig):
     if data.source == "synthetic":
         episodes = SyntheticEpisodes(data.synthetic_videos, cfg.model.resolution, cfg.k, cfg.seed)
     elif not data.root:
-        raise UserError("--data.root is required with --data.source prepared (a folder written by `heads prepare`)")
+        raise UserError(f"--data.root is required with --data.source {data.source} (a folder written by "
+                        f"`heads prepare{' --to-shards' if data.source == 'shards' else ''}`)")
     else:
         from training.prepared import Augment, PreparedEpisodes
 
-        episodes = PreparedEpisodes(
-            data.root, cfg.k, split=data.split, resolution=cfg.model.resolution,
-            augment=Augment() if data.augment else None, seed=cfg.seed, min_frames=data.min_frames,
-        )
+        options = dict(split=data.split, resolution=cfg.model.resolution, augment=Augment() if data.augment else None,
+                       seed=cfg.seed, min_frames=data.min_frames)
+        if data.source == "shards":
+            from training.shards import ShardEpisodes
+
+            episodes = ShardEpisodes(data.root, cfg.k, shuffle=data.shuffle, **options)
+            return WarpGuidedStream(episodes) if cfg.model.guided else episodes
+        episodes = PreparedEpisodes(data.root, cfg.k, **options)
     return WarpGuided(episodes) if cfg.model.guided else episodes
+
+
+def make_loader(cfg: TrainConfig, dataset, start: int, rank: int = 0, world: int = 1, pin_memory: bool = False):
+    """Endless batches for process `rank` of `world` from step `start` on: episode numbers drawn by EpisodeSampler
+    for a dataset read by index, or a stream (shards) placed at that step, split over the DataLoader's workers."""
+    options = dict(
+        batch_size=cfg.batch, num_workers=cfg.data.workers, pin_memory=pin_memory,
+        worker_init_fn=lambda _: torch.set_num_threads(1), persistent_workers=cfg.data.workers > 0,
+    )
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        dataset.check_workers(world * max(1, cfg.data.workers))
+        return torch.utils.data.DataLoader(dataset.at(start, rank, world, cfg.batch), **options)
+    sampler = EpisodeSampler(dataset.num_videos, cfg.batch, cfg.seed, start, rank, world)
+    return torch.utils.data.DataLoader(dataset, sampler=sampler, **options)
 
 
 def image_grid(columns: list[Tensor], rows: int = 4) -> np.ndarray:
@@ -258,12 +281,7 @@ def train(cfg: TrainConfig) -> Path:
     start = learner.load(checkpoint) if checkpoint else 0
     for module in learner.modules().values():
         distributed.broadcast_module(module, dist.world)
-    sampler = EpisodeSampler(dataset.num_videos, cfg.batch, cfg.seed, start, dist.rank, dist.world)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=cfg.batch, sampler=sampler, num_workers=cfg.data.workers,
-        pin_memory=device.type == "cuda", worker_init_fn=lambda _: torch.set_num_threads(1),
-        persistent_workers=cfg.data.workers > 0,
-    )
+    loader = make_loader(cfg, dataset, start, dist.rank, dist.world, pin_memory=device.type == "cuda")
     stats = StatsLog(run_dir if dist.main else None)
     bar = tqdm(total=cfg.steps, initial=start, disable=not (dist.main and cfg.progress), unit="it", dynamic_ncols=True)
     try:
