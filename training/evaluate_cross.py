@@ -109,14 +109,15 @@ def assign(drivers: list[Clip], entries: dict[str, dict], targets: list[Target])
 
 def animate(method: str, networks: Networks | None, target: Target, points: np.ndarray) -> np.ndarray:
     """(N, 68, 2) retargeted landmarks -> (N, R, R, 3) uint8 frames of `target` by `method`."""
+    warp = MultiSourceWarp([target.frame], target.points[None])
     if method == "warp":
-        warp = MultiSourceWarp([target.frame], target.points[None])
-        return np.stack([warp(p).image for p in points])
+        return np.stack([warp.image(p) for p in points])
     assert networks is not None
     size = target.frame.shape[0]
     avatar = personalize(networks, target.frame[None], draw_landmarks(target.points, size)[None], FEED_FORWARD,
                          target.points[None])
-    return render(networks, avatar, np.stack([draw_landmarks(p, size) for p in points]), points)
+    warped = np.stack([warp.image(p) for p in points]) if networks.cfg.refines else None  # what it refines
+    return render(networks, avatar, np.stack([draw_landmarks(p, size) for p in points]), points, warped=warped)
 
 
 def measure(result: np.ndarray, photo: np.ndarray, driver_frames: np.ndarray, driver_points: np.ndarray) -> dict:
