@@ -227,3 +227,26 @@ class PrepareBenchConfig:
         if self.clips < 1 or self.max_frames < 1 or min(self.workers, default=0) < 1 or min(self.detect_every,
                                                                                              default=0) < 1:
             raise ConfigError("clips, max_frames, workers and detect_every must be at least 1")
+
+
+@dataclass(frozen=True)
+class ShardsConfig:
+    """Convert a prepared folder into WebDataset tar shards (one sample per clip: its frames and landmarks) and a
+    JSON index, for training loaders that stream a few large files instead of opening millions of small ones."""
+
+    # A folder written by `heads prepare` (or `heads prepare --merge`).
+    prepared: Positional[Annotated[Path, arg(metavar="PREPARED")]]
+    # Folder of the shards: train-000000.tar ..., test-000000.tar ..., index.json, manifest.jsonl (created).
+    out: Positional[Annotated[Path, arg(metavar="OUT")]]
+    # Clips per shard (the last shard of each split holds the rest). Training splits the shards over every
+    # DataLoader worker of every process, so a split needs at least processes × workers shards: at 256 px and 250
+    # frames a clip is about 5 MB, so 100 clips make shards of about 500 MB, WebDataset's usual size.
+    clips_per_shard: int = 100
+    # Print a summary line.
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.clips_per_shard < 1:
+            raise ConfigError("clips_per_shard must be at least 1")
+        if Path(self.out).resolve() == Path(self.prepared).resolve():
+            raise ConfigError(f"OUT ({self.out}) must be a folder of its own, not the prepared folder")

@@ -17,15 +17,18 @@ from export_onnx.config import ExportConfig
 from export_onnx.release import export
 from export_onnx.samples import realistic
 from faces.bench_prepare import bench_prepare
-from faces.config import CropConfig, MergeConfig, PrepareBenchConfig, PrepareConfig, parse_shard
+from faces.config import CropConfig, MergeConfig, PrepareBenchConfig, PrepareConfig, ShardsConfig, parse_shard
 from faces.layout import flip_points, interocular
 from faces.prepare import merge, prepare
+from faces.shards import to_shards
 from faces.sources import shard_of
 from faces.video import VideoWriter, read_frames
 from heads.cli import main
 from training.config import ModelConfig
+from training.data import EpisodeSampler
 from training.models import Networks
 from training.prepared import Augment, PreparedEpisodes
+from training.shards import ShardEpisodes
 
 CLIPS = {
     "id10001/talk/00001.mp4": "DPE/data/s.mp4",  # 256 px VoxCeleb-style crop
@@ -188,6 +191,32 @@ def test_flip_and_colour_jitter_are_consistent(prepared):
     per_frame = [r[(a["frames"][i] > -0.5)].median() for i, r in enumerate(ratio)]
     assert max(per_frame) - min(per_frame) < 0.02  # one brightness factor for the whole episode
     assert torch.equal(jittered["landmarks"], a["landmarks"])  # landmark images are not colour-jittered
+
+
+@pytest.mark.media
+def test_shards_stream_the_folder_layouts_episodes(prepared, tmp_path):
+    """The shared media's clips, prepared and converted to shards (`heads prepare --to-shards`, one clip a shard):
+    over two processes of two loader workers each, every pass holds each clip's episode once, and each streamed
+    episode equals the folder layout's of the same number, byte for byte (augmentation on)."""
+    dst, _ = prepared
+    index = to_shards(ShardsConfig(dst, tmp_path / "shards", clips_per_shard=1, progress=False))
+    assert len(index["shards"]) == 4 and {s["split"] for s in index["shards"]} == {"train", "test"}
+    options = dict(k=4, split=None, seed=2, augment=Augment(), min_frames=10)
+    folder, stream = PreparedEpisodes(dst, **options), ShardEpisodes(tmp_path / "shards", shuffle=2, **options)
+    videos = stream.num_videos
+    assert videos == folder.num_videos == 4
+    passes: dict[int, list[int]] = {}
+    for rank in range(2):
+        placed = stream.at(0, rank, 2, batch=1)
+        for worker in range(2):
+            pairs = zip(placed.plan(worker, 2), placed.stream(worker, 2), strict=False)
+            for (i, episode), _ in zip(pairs, range(2), strict=False):  # one clip a pass here: two passes
+                passes.setdefault(i // videos**2, []).append(i)
+                expected = folder[i]
+                assert all(torch.equal(episode[key], expected[key]) for key in expected), i
+    sampler = EpisodeSampler(videos, 1, seed=2)
+    assert {e: sorted(p) for e, p in passes.items()} == {
+        e: sorted(sampler.episode(n) for n in range(e * videos, (e + 1) * videos)) for e in (0, 1)}
 
 
 @pytest.mark.media

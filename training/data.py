@@ -46,11 +46,20 @@ class EpisodeSampler(Sampler[int]):
     def __init__(self, num_videos: int, batch: int, seed: int, start_step: int = 0, rank: int = 0, world: int = 1):
         self.num_videos, self.batch, self.seed = num_videos, batch, seed
         self.start_step, self.rank, self.world = start_step, rank, world
+        self._epoch, self._perm = -1, np.empty(0, np.int64)
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """The videos in the order of pass `epoch` over them. The latest is kept: at VoxCeleb2's million clips one
+        permutation takes tens of milliseconds, and every episode of a step asks for it."""
+        if epoch != self._epoch:
+            self._epoch, self._perm = epoch, np.random.default_rng((self.seed, epoch)).permutation(self.num_videos)
+        return self._perm
 
     def episode(self, n: int) -> int:
+        """The dataset index of global episode number n: video perm[n mod V] of pass n // V, numbered so that the
+        dataset's seed (seed, index) differs for every episode."""
         epoch, pos = divmod(n, self.num_videos)
-        perm = np.random.default_rng((self.seed, epoch)).permutation(self.num_videos)
-        return int(perm[pos]) + self.num_videos * n
+        return int(self.permutation(epoch)[pos]) + self.num_videos * n
 
     def __iter__(self) -> Iterator[int]:
         step = self.start_step
@@ -156,10 +165,32 @@ class WarpGuided(torch.utils.data.Dataset):
         return len(self.episodes)
 
     def __getitem__(self, n: int) -> dict:
-        episode = self.episodes[n]
-        points = episode["points"].double().numpy()
-        guide = warp_guide(to_uint8(episode["frames"][1:]), points[1:], points[0])
-        return {**episode, "guide": torch.from_numpy(guide).permute(2, 0, 1), "mouth": inner_mouth(points[0], guide)}
+        return with_guide(self.episodes[n])
+
+
+class WarpGuidedStream(torch.utils.data.IterableDataset):
+    """`WarpGuided` for a stream of episodes (`training.shards.ShardEpisodes`): the guide added as they pass."""
+
+    def __init__(self, episodes: torch.utils.data.IterableDataset):
+        self.episodes = episodes
+        self.num_videos, self.resolution, self.k = episodes.num_videos, episodes.resolution, episodes.k
+
+    def at(self, step: int, rank: int = 0, world: int = 1, batch: int = 1) -> WarpGuidedStream:
+        return WarpGuidedStream(self.episodes.at(step, rank, world, batch))
+
+    def check_workers(self, slots: int) -> None:
+        self.episodes.check_workers(slots)
+
+    def __iter__(self) -> Iterator[dict]:
+        return map(with_guide, self.episodes)
+
+
+def with_guide(episode: dict) -> dict:
+    """The episode with the reference nearest to its target warped onto the target's landmarks (`guide`, 4 channels
+    with the mask) and the target's inner mouth (`mouth`)."""
+    points = episode["points"].double().numpy()
+    guide = warp_guide(to_uint8(episode["frames"][1:]), points[1:], points[0])
+    return {**episode, "guide": torch.from_numpy(guide).permute(2, 0, 1), "mouth": inner_mouth(points[0], guide)}
 
 
 def inner_mouth(points: np.ndarray, like: np.ndarray) -> torch.Tensor:

@@ -6,7 +6,8 @@ seeded by (seed, n) alone, so a resumed run sees the same batches. An episode is
     landmarks: float32 (K+1, 3, R, R) in [-1, 1], landmark images drawn from the stored points at R
     points:    float32 (K+1, 68, 2), landmarks in pixels of the R×R crop
     video:     int64 scalar, the clip's row in the discriminator's W table (its index in this split)
-All K+1 frames are distinct frames of one clip, unless the clip has fewer than K+1 frames.
+All K+1 frames are distinct frames of one clip, unless the clip has fewer than K+1 frames. `EpisodeMaker` builds
+the episode from the stored frames and landmarks; the shard loader (`training/shards.py`) uses it too.
 """
 
 from __future__ import annotations
@@ -52,70 +53,46 @@ def _colour_matrix(rng: np.random.Generator, aug: Augment) -> tuple[np.ndarray, 
     return m.astype(np.float32), np.full(3, offset, np.float32)
 
 
-class PreparedEpisodes(torch.utils.data.Dataset):
-    """Episodes of K+1 frames from the clips of one split of a prepared folder."""
+class EpisodeMaker:
+    """A clip's stored frames and landmarks -> an episode, whichever layout they are read from.
 
-    def __init__(
-        self,
-        root: str | Path,
-        k: int = 8,
-        split: str | None = "train",
-        resolution: int | None = None,
-        augment: Augment | None = None,
-        seed: int = 0,
-        min_frames: int = 1,
-    ):
-        """split: "train", "test" or None for all clips; resolution: R (default: as stored); augment: None for
-        none; min_frames: clips with fewer frames (e.g. single photos) are left out."""
-        self.root = Path(root)
-        manifest = self.root / "manifest.jsonl"
-        if not manifest.is_file():
-            raise FileNotFoundError(f"{manifest} not found: run `heads prepare SRC {self.root}` first")
-        entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-        self.clips = sorted(
-            (e for e in entries if (split is None or e["split"] == split) and e["frames"] >= min_frames),
-            key=lambda e: e["clip"],
-        )
-        if not self.clips:
-            raise ValueError(f"{manifest}: no clip in split {split!r} with at least {min_frames} frames")
-        self.stored = int(self.clips[0]["resolution"])
-        self.resolution = int(resolution or self.stored)
-        self.k, self.seed, self.augment = k, seed, augment
-        self.num_videos = len(self.clips)
-        self._landmarks: dict[int, dict[str, np.ndarray]] = {}
+    The frame choice and the augmentation are drawn from one generator seeded by (seed, n), in a fixed order: first
+    the rows (`rows`), then the flip and the colour jitter (`episode`). The folder layout (`PreparedEpisodes`) and
+    the tar shards (`training.shards.ShardEpisodes`) both go through here, so episode n is the same from either,
+    byte for byte, whatever order their readers meet the clips in.
+    """
 
-    def __len__(self) -> int:
-        return self.num_videos
+    def __init__(self, k: int, stored: int, resolution: int | None, augment: Augment | None, seed: int):
+        self.k, self.stored, self.resolution = k, stored, int(resolution or stored)
+        self.augment, self.seed = augment, seed
 
-    def _arrays(self, video: int) -> dict[str, np.ndarray]:
-        """The clip's landmarks at R, loaded once per worker (a few KB per clip)."""
-        if video not in self._landmarks:
-            with np.load(self.root / "clips" / self.clips[video]["clip"] / "landmarks.npz") as data:
-                s = self.resolution / self.stored
-                arrays = {"points": (data["points"] + 0.5) * s - 0.5}
-                if "pupils" in data:
-                    arrays["pupils"] = (data["pupils"] + 0.5) * s - 0.5
-            self._landmarks[video] = arrays
-        return self._landmarks[video]
+    def landmarks(self, data) -> dict[str, np.ndarray]:
+        """A clip's points (and pupils) from its landmarks.npz (anything indexable by name), rescaled to R."""
+        s = self.resolution / self.stored
+        arrays = {"points": (data["points"] + 0.5) * s - 0.5}
+        if "pupils" in data:
+            arrays["pupils"] = (data["pupils"] + 0.5) * s - 0.5
+        return arrays
 
-    def _frame(self, video: int, row: int) -> np.ndarray:
-        path = self.root / "clips" / self.clips[video]["clip"] / f"{row:05d}.jpg"
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    def rows(self, n: int, count: int) -> tuple[np.random.Generator, np.ndarray]:
+        """The generator of episode n, and the K+1 rows it picks among a clip's `count` frames (distinct when the
+        clip has enough)."""
+        rng = np.random.default_rng((self.seed, n))
+        return rng, rng.choice(count, self.k + 1, replace=count < self.k + 1)
+
+    def frame(self, image: np.ndarray | None, what: object) -> np.ndarray:
+        """A decoded BGR frame (cv2.imread / cv2.imdecode) -> RGB at R; `what` names it in the error when None."""
         if image is None:
-            raise OSError(f"cannot read {path}")
+            raise OSError(f"cannot read {what}")
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         if self.resolution != self.stored:
             interpolation = cv2.INTER_AREA if self.resolution < self.stored else cv2.INTER_CUBIC
             image = cv2.resize(image, (self.resolution, self.resolution), interpolation=interpolation)
         return image
 
-    def __getitem__(self, n: int) -> dict:
-        video = n % self.num_videos
-        rng = np.random.default_rng((self.seed, n))
-        arrays = self._arrays(video)
-        count = len(arrays["points"])
-        rows = rng.choice(count, self.k + 1, replace=count < self.k + 1)
-        frames = np.stack([self._frame(video, int(r)) for r in rows])  # (K+1, R, R, 3) uint8
+    def episode(self, rng: np.random.Generator, video: int, rows: np.ndarray, frames: np.ndarray,
+                arrays: dict[str, np.ndarray]) -> dict:
+        """The episode from the chosen frames (K+1, R, R, 3) uint8 and the clip's landmarks at R."""
         points = arrays["points"][rows].astype(np.float64)
         pupils = arrays["pupils"][rows].astype(np.float64) if "pupils" in arrays else None
         if self.augment is not None:
@@ -145,3 +122,65 @@ class PreparedEpisodes(torch.utils.data.Dataset):
         jittered = frames.reshape(-1, 3).astype(np.float32) / 255.0 @ m + b
         frames = (np.clip(jittered, 0, 1) * 255).round().astype(np.uint8).reshape(frames.shape)
         return frames, points, pupils
+
+
+def read_manifest(root: Path, split: str | None, min_frames: int) -> list[dict]:
+    """The manifest entries of one split (None: all) with at least `min_frames` frames, sorted by clip: the
+    clips' order is their video index, the row of the discriminator's W table."""
+    manifest = root / "manifest.jsonl"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} not found: run `heads prepare SRC {root}` first")
+    entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    clips = sorted(
+        (e for e in entries if (split is None or e["split"] == split) and e["frames"] >= min_frames),
+        key=lambda e: e["clip"],
+    )
+    if not clips:
+        raise ValueError(f"{manifest}: no clip in split {split!r} with at least {min_frames} frames")
+    return clips
+
+
+class PreparedEpisodes(torch.utils.data.Dataset):
+    """Episodes of K+1 frames from the clips of one split of a prepared folder."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        k: int = 8,
+        split: str | None = "train",
+        resolution: int | None = None,
+        augment: Augment | None = None,
+        seed: int = 0,
+        min_frames: int = 1,
+    ):
+        """split: "train", "test" or None for all clips; resolution: R (default: as stored); augment: None for
+        none; min_frames: clips with fewer frames (e.g. single photos) are left out."""
+        self.root = Path(root)
+        self.clips = read_manifest(self.root, split, min_frames)
+        self.stored = int(self.clips[0]["resolution"])
+        self.maker = EpisodeMaker(k, self.stored, resolution, augment, seed)
+        self.resolution = self.maker.resolution
+        self.k, self.seed, self.augment = k, seed, augment
+        self.num_videos = len(self.clips)
+        self._landmarks: dict[int, dict[str, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return self.num_videos
+
+    def _arrays(self, video: int) -> dict[str, np.ndarray]:
+        """The clip's landmarks at R, loaded once per worker (a few KB per clip)."""
+        if video not in self._landmarks:
+            with np.load(self.root / "clips" / self.clips[video]["clip"] / "landmarks.npz") as data:
+                self._landmarks[video] = self.maker.landmarks(data)
+        return self._landmarks[video]
+
+    def _frame(self, video: int, row: int) -> np.ndarray:
+        path = self.root / "clips" / self.clips[video]["clip"] / f"{row:05d}.jpg"
+        return self.maker.frame(cv2.imread(str(path), cv2.IMREAD_COLOR), path)
+
+    def __getitem__(self, n: int) -> dict:
+        video = n % self.num_videos
+        arrays = self._arrays(video)
+        rng, rows = self.maker.rows(n, len(arrays["points"]))
+        frames = np.stack([self._frame(video, int(r)) for r in rows])  # (K+1, R, R, 3) uint8
+        return self.maker.episode(rng, video, rows, frames, arrays)
