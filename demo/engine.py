@@ -279,7 +279,7 @@ class Engine:
 
     def refine(self, landmarks: np.ndarray, guide: np.ndarray) -> np.ndarray:
         """Refining models: landmark images and guides -> (B, R, R, 4) float32, the synthesis in [0, 255] and its
-        blend weight α in [0, 1], to composite onto a warp (`demo.renderers.composite`)."""
+        blend weight α in [0, 1], to composite onto a warp (`faces.crop.CropTransform.blend`)."""
         if not self.refines:
             raise ValueError("this model writes frames: call render()")
         out = self._run(landmarks, guide).transpose(0, 2, 3, 1)

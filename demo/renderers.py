@@ -17,7 +17,6 @@ import numpy as np
 import onnxruntime as ort
 
 from base.errors import InputError
-from contract.graphs import refines
 from demo.engine import ACCELERATED, Engine, SessionSettings
 from faces.crop import CropTransform
 from faces.guide import pack_guide
@@ -155,11 +154,6 @@ class ModelFolder:
         if stored.get("renderer") not in ("neural", "warp"):
             return "warp", "the model folder says nothing of how its renderer measured against the warp"
         return stored["renderer"], stored.get("reason", "")
-
-    @property
-    def refines(self) -> bool:
-        """Whether the model refines a warp (composited at the output's resolution) rather than writing frames."""
-        return refines({"guidance": self.manifest["model"].get("guidance", "none")})
 
     def embedder(self) -> Path:
         return self.path / self.manifest["graphs"]["embedder"]["fp32"]["file"]
