@@ -7,6 +7,7 @@ Only the UI lives here: every `gr.*` call, and the mapping of widgets onto an `A
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -18,9 +19,11 @@ import gradio as gr
 
 from base.errors import UserError
 from base.paths import public
-from demo.animate_config import AnimateConfig, LimitsConfig
+from demo.animate_config import AnimateConfig, EditConfig, LimitsConfig
 from demo.example_media import DRIVING, PORTRAIT, make_examples
+from demo.memory import release_free_memory, share_arenas
 from demo.pipeline import Pipeline, Progress
+from faces.motion import MAX_TURN
 from training.fewshot_config import default_steps  # torch-free: the one default of the step count
 
 try:  # Hugging Face ZeroGPU Spaces lend a GPU only inside functions decorated with spaces.GPU
@@ -89,6 +92,25 @@ def _steps(personalization: str, photos) -> dict:
     return gr.update(visible=True, value=default_steps(len(photos or ()) or 1))
 
 
+@contextlib.contextmanager
+def _told(what: str):
+    """Errors of a request as the person sees them: a `UserError` (or a config's ValueError) is its own sentence, with
+    uploads named by their file names alone; anything else is a bug, logged, and told as such, and the app keeps
+    serving. The memory the request freed goes back to the system, or the server's memory climbs (docs/app.md)."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except (UserError, ValueError) as error:  # messages may name uploads by their server paths: names only
+        raise gr.Error(public(str(error)), print_exception=False) from None
+    except Exception as error:  # anything else is a bug: log it, tell the person, keep serving
+        log.exception("%s failed", what)
+        raise gr.Error(f"Something went wrong on the server ({type(error).__name__}: {public(str(error))}). "
+                       "Please try again, perhaps with other files.") from None
+    finally:
+        release_free_memory()
+
+
 class Animator:
     """The Animate button's handler, holding what it runs on: made by `build`, never at import."""
 
@@ -96,8 +118,9 @@ class Animator:
         self.pipeline, self.limits = pipeline, limits
 
     def __call__(self, driving, source=None, avatar=None, renderer="auto", finetune_steps=0, mode="relative",
-                 expression=1.0, pose=1.0, smoothing=0.5, side_by_side=False, output="photo", watermark=True,
-                 box=None, progress=gr.Progress()):  # noqa: B008
+                 eyes_strength=1.0, mouth_strength=1.0, pose_strength=1.0, eyes="follow", mouth="follow", yaw=0.0,
+                 pitch=0.0, roll=0.0, smoothing=0.5, side_by_side=False, output="photo", watermark=True, box=None,
+                 progress=gr.Progress()):  # noqa: B008
         """Animate photos (`source`) or a saved `avatar` with the motion of the `driving` video: the options of
         `heads animate`, by the same names (`box`: "x0 y0 x1 y1", or empty); returns (video, notes, avatar)."""
         # The parameter names are the API's keywords (gradio_client sees them): keep them those of AnimateConfig.
@@ -107,23 +130,16 @@ class Animator:
             raise gr.Error("Add one to 32 photos of the person (or a painting), or an avatar file saved earlier.")
         _prune()
         run = Path(tempfile.mkdtemp(prefix="run-", dir=OUTPUTS))
-        try:
+        with _told("animation"):
             config = AnimateConfig(
                 driving=driving, source=tuple(source or ()), out=str(run / "animated.mp4"), avatar=avatar,
                 save_avatar=str(run / "avatar.onnx") if renderer != "warp" else None, box=_box(box),
-                renderer=renderer, finetune_steps=int(finetune_steps or 0), mode=mode, expression=expression,
-                pose=pose, smoothing=smoothing, side_by_side=side_by_side, output=output, watermark=watermark,
-                limits=self.limits, progress=False,
+                renderer=renderer, finetune_steps=int(finetune_steps or 0), mode=mode, eyes_strength=eyes_strength,
+                mouth_strength=mouth_strength, pose_strength=pose_strength, eyes=eyes, mouth=mouth, yaw=yaw,
+                pitch=pitch, roll=roll, smoothing=smoothing, side_by_side=side_by_side, output=output,
+                watermark=watermark, limits=self.limits, progress=False,
             )
             result = self.pipeline.run(config, _report(progress))
-        except gr.Error:
-            raise
-        except (UserError, ValueError) as error:  # messages may name uploads by their server paths: names only
-            raise gr.Error(public(str(error)), print_exception=False) from None
-        except Exception as error:  # anything else is a bug: log it, tell the person, keep serving
-            log.exception("animation failed")
-            raise gr.Error(f"Something went wrong on the server ({type(error).__name__}: {public(str(error))}). "
-                           "Please try again, perhaps with other files.") from None
         notices = [public(n) for n in result.notices]
         for notice in notices:
             gr.Warning(notice)
@@ -140,6 +156,53 @@ class Animator:
         return str(result.video), "\n\n".join(notes), str(result.avatar) if result.avatar else None
 
 
+class Editor:
+    """The Edit button's handler (the "Edit a still" tab): one photo, an optional driving image or clip (its first
+    frame), the controls; the edited photo as a PNG. The warp does it on the CPU, so no GPU is asked for."""
+
+    def __init__(self, pipeline: Pipeline, limits: LimitsConfig):
+        self.pipeline, self.limits = pipeline, limits
+
+    def __call__(self, source, driving=None, eyes_strength=1.0, mouth_strength=1.0, eyes="follow", mouth="follow",
+                 yaw=0.0, pitch=0.0, roll=0.0, watermark=True, box=None):
+        """Edit the photo `source`: the options of `heads edit`, by the same names; returns the edited PNG."""
+        # The parameter names are the API's keywords: keep them those of EditConfig.
+        if not source:
+            raise gr.Error("Add a photo of the person (or a painting) to edit.")
+        _prune()
+        run = Path(tempfile.mkdtemp(prefix="run-", dir=OUTPUTS))
+        with _told("edit"):
+            config = EditConfig(
+                source=source, driving=driving or None, out=str(run / "edited.png"), box=_box(box),
+                eyes_strength=eyes_strength, mouth_strength=mouth_strength, eyes=eyes, mouth=mouth, yaw=yaw,
+                pitch=pitch, roll=roll, watermark=watermark, limits=self.limits,
+            )
+            edited = self.pipeline.edit(config)
+        for notice in edited.notices:
+            gr.Warning(public(notice))
+        return str(edited.image)
+
+
+def _controls(pose: bool) -> list:
+    """The retargeting controls' widgets (`faces.motion.Controls`, with its defaults), in rows, in the order of the
+    handlers' parameters: the strengths (and the head-motion strength where there is a driver's head motion to
+    scale), the held eyes and lips, the head-turn offsets."""
+    holds = [("Follow the driver", "follow"), ("Held open", "open"), ("Held closed", "closed")]
+    with gr.Row():
+        widgets = [gr.Slider(0, 2, value=1, step=0.05, label="Eyes strength", info="Blinks, brows and gaze"),
+                   gr.Slider(0, 2, value=1, step=0.05, label="Mouth strength", info="Lips and jaw")]
+        if pose:
+            widgets.append(gr.Slider(0, 2, value=1, step=0.05, label="Head-motion strength"))
+    with gr.Row():
+        widgets += [gr.Radio(holds, value="follow", label="Eyes"), gr.Radio(holds, value="follow", label="Mouth")]
+    with gr.Row():
+        for name, info in (("Yaw", "turn; + towards the image's right"), ("Pitch", "nod; + up"),
+                           ("Roll", "tilt; + clockwise")):
+            widgets.append(gr.Slider(-MAX_TURN, MAX_TURN, value=0, step=1, label=f"{name} added (degrees)",
+                                     info=info))
+    return widgets
+
+
 def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) -> gr.Blocks:
     """The page and its events. Loads the models (through the pipeline): `main` calls it, and tests may, with a
     pipeline of their own; importing this module builds nothing."""
@@ -154,70 +217,97 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
             "Models* (ICCV 2019). Every result is marked as synthetic in its file metadata; only animate people "
             f"who agreed to it.\n\n<small>{pipeline.status()}</small>"
         )
-        with gr.Row():
-            with gr.Column():
-                photos = gr.File(label=f"Photos of one person (1–{limits.max_photos}) or a painting",
-                                 file_count="multiple", file_types=["image"], elem_id="photos")
-                with gr.Accordion("No face found? (paintings, drawings)", open=False):
-                    box = gr.Textbox(label="Face box (x0 y0 x1 y1)", placeholder="e.g. 120 80 380 400",
-                                     info="The face's box in pixels of the photo: left, top, right, bottom.",
-                                     elem_id="box")
-                avatar = gr.File(label="…or an avatar file (.onnx) saved earlier", file_types=[".onnx"],
-                                 elem_id="avatar-in")
-            with gr.Column():
-                driving = gr.Video(label="Driving video (upload, or record with the webcam)",
-                                   sources=["upload", "webcam"], elem_id="driving")
-            with gr.Column():
-                # The labels name the API's outputs (gradio_client lists them): video, notes, avatar.
-                video = gr.Video(label="Video", interactive=False, autoplay=True, elem_id="result")
-                notes = gr.Markdown(label="Notes", elem_classes=["notes"], elem_id="notes")
-                avatar_out = gr.File(label="Avatar", interactive=False, visible=False, elem_id="avatar-out")
-        with gr.Accordion("Settings", open=True):
+        with gr.Tab("Animate"):
             with gr.Row():
-                # auto: what the model's own evaluation found best (demo.renderers.ModelFolder.default), said why.
-                best, why = pipeline.model.default if neural else ("warp", "no neural model is installed")
-                renderer = gr.Radio(
-                    [(f"Best measured ({best})", "auto"), ("Neural generator", "neural"),
-                     ("Classical warp (instant)", "warp")],
-                    value="auto", label="Renderer", info=f"Best measured: {best}, because {why}.",
-                )
-                personalization = gr.Radio(
-                    [("Instant (feed-forward)", "instant"), ("Fine-tune (slower, more faithful)", "fine-tune")],
-                    value="instant", label="Personalization", interactive=pipeline.can_finetune,
-                    info=None if pipeline.can_finetune else "Fine-tuning needs torch and the PyTorch model.",
-                )
-                # The steps alone carry the choice to the handler (0: instant), as `heads animate --finetune-steps`
-                # does; the radio above is the page's way of setting them.
-                steps = gr.Slider(0, 400, value=0, step=10, label="Fine-tuning steps", info="0: instant",
-                                  visible=False)
-                mode = gr.Radio([("Relative (keeps the face shape)", "relative"), ("Absolute", "absolute")],
-                                value="relative", label="Motion transfer")
+                with gr.Column():
+                    photos = gr.File(label=f"Photos of one person (1–{limits.max_photos}) or a painting",
+                                     file_count="multiple", file_types=["image"], elem_id="photos")
+                    with gr.Accordion("No face found? (paintings, drawings)", open=False):
+                        box = gr.Textbox(label="Face box (x0 y0 x1 y1)", placeholder="e.g. 120 80 380 400",
+                                         info="The face's box in pixels of the photo: left, top, right, bottom.",
+                                         elem_id="box")
+                    avatar = gr.File(label="…or an avatar file (.onnx) saved earlier", file_types=[".onnx"],
+                                     elem_id="avatar-in")
+                with gr.Column():
+                    driving = gr.Video(label="Driving video (upload, or record with the webcam)",
+                                       sources=["upload", "webcam"], elem_id="driving")
+                with gr.Column():
+                    # The labels name the API's outputs (gradio_client lists them): video, notes, avatar.
+                    video = gr.Video(label="Video", interactive=False, autoplay=True, elem_id="result")
+                    notes = gr.Markdown(label="Notes", elem_classes=["notes"], elem_id="notes")
+                    avatar_out = gr.File(label="Avatar", interactive=False, visible=False, elem_id="avatar-out")
+            with gr.Accordion("Settings", open=True):
+                with gr.Row():
+                    # auto: what the model's own evaluation found best (demo.renderers.ModelFolder.default), said why.
+                    best, why = pipeline.model.default if neural else ("warp", "no neural model is installed")
+                    renderer = gr.Radio(
+                        [(f"Best measured ({best})", "auto"), ("Neural generator", "neural"),
+                         ("Classical warp (instant)", "warp")],
+                        value="auto", label="Renderer", info=f"Best measured: {best}, because {why}.",
+                    )
+                    personalization = gr.Radio(
+                        [("Instant (feed-forward)", "instant"), ("Fine-tune (slower, more faithful)", "fine-tune")],
+                        value="instant", label="Personalization", interactive=pipeline.can_finetune,
+                        info=None if pipeline.can_finetune else "Fine-tuning needs torch and the PyTorch model.",
+                    )
+                    # The steps alone carry the choice to the handler (0: instant), as `heads animate --finetune-steps`
+                    # does; the radio above is the page's way of setting them.
+                    steps = gr.Slider(0, 400, value=0, step=10, label="Fine-tuning steps", info="0: instant",
+                                      visible=False)
+                    mode = gr.Radio([("Relative (keeps the face shape)", "relative"), ("Absolute", "absolute")],
+                                    value="relative", label="Motion transfer")
+                controls = _controls(pose=True)
+                with gr.Row():
+                    smoothing = gr.Slider(0, 1, value=0.5, step=0.05, label="Temporal smoothing")
+                with gr.Row():
+                    side_by_side = gr.Checkbox(label="Side by side: driving | landmarks | result")
+                    output = gr.Radio([("Whole photo", "photo"), ("Face crop", "face")], value="photo", label="Output")
+                    watermark = gr.Checkbox(value=True, label="Visible 'synthetic' watermark")
+            button = gr.Button("Animate", variant="primary", elem_id="animate")
+            # Events that only move widgets stay off the API ("private"): programs get /animate and /edit.
+            personalization.change(_steps, [personalization, photos], steps, api_visibility="private")
+            photos.change(_steps, [personalization, photos], steps, api_visibility="private")
+            gr.Examples([[[str(PORTRAIT)], str(DRIVING)]], inputs=[photos, driving],
+                        label="Example (drawn by the project's own code)")
+            button.click(
+                gpu(Animator(pipeline, limits)),
+                [driving, photos, avatar, renderer, steps, mode, *controls, smoothing, side_by_side, output, watermark,
+                 box],
+                [video, notes, avatar_out],
+                api_name="animate",
+                concurrency_limit=CONCURRENCY,
+            ).then(lambda file: gr.update(visible=file is not None), avatar_out, avatar_out, api_visibility="private")
+        with gr.Tab("Edit a still"):
+            gr.Markdown("One photo with the expression of one driving frame (an image, or a clip's first frame), "
+                        "or with the controls alone: eyes and mouth held open or closed, the head turned.")
             with gr.Row():
-                expression = gr.Slider(0, 2, value=1, step=0.05, label="Expression strength")
-                pose = gr.Slider(0, 2, value=1, step=0.05, label="Head-motion strength")
-                smoothing = gr.Slider(0, 1, value=0.5, step=0.05, label="Temporal smoothing")
-            with gr.Row():
-                side_by_side = gr.Checkbox(label="Side by side: driving | landmarks | result")
-                output = gr.Radio([("Whole photo", "photo"), ("Face crop", "face")], value="photo", label="Output")
-                watermark = gr.Checkbox(value=True, label="Visible 'synthetic' watermark")
-        button = gr.Button("Animate", variant="primary", elem_id="animate")
-        # Events that only move widgets stay off the API ("private"): programs get /animate alone.
-        personalization.change(_steps, [personalization, photos], steps, api_visibility="private")
-        photos.change(_steps, [personalization, photos], steps, api_visibility="private")
-        gr.Examples([[[str(PORTRAIT)], str(DRIVING)]], inputs=[photos, driving],
-                    label="Example (drawn by the project's own code)")
-        button.click(
-            gpu(Animator(pipeline, limits)),
-            [driving, photos, avatar, renderer, steps, mode, expression, pose, smoothing, side_by_side, output,
-             watermark, box],
-            [video, notes, avatar_out],
-            api_name="animate",
-            concurrency_limit=CONCURRENCY,
-        ).then(lambda file: gr.update(visible=file is not None), avatar_out, avatar_out, api_visibility="private")
+                with gr.Column():
+                    # image_mode None: the upload itself reaches the pipeline, which reads EXIF rotation and alpha
+                    # as it does for the Animate tab's photos (Gradio's RGB conversion would blacken transparency).
+                    still = gr.Image(label="Photo (or a painting)", type="filepath", image_mode=None,
+                                     sources=["upload"], elem_id="still")
+                    with gr.Accordion("No face found? (paintings, drawings)", open=False):
+                        still_box = gr.Textbox(label="Face box (x0 y0 x1 y1)", placeholder="e.g. 120 80 380 400",
+                                               elem_id="still-box")
+                with gr.Column():
+                    frame = gr.File(label="Driving frame: an image, or a clip (its first frame); optional",
+                                    file_types=["image", "video"], elem_id="frame")
+                with gr.Column():
+                    # The label names the API's output: image.
+                    edited = gr.Image(label="Image", type="filepath", format="png", interactive=False,
+                                      elem_id="edited")
+            with gr.Accordion("Controls", open=True):
+                still_controls = _controls(pose=False)
+                still_watermark = gr.Checkbox(value=True, label="Visible 'synthetic' watermark")
+            gr.Button("Edit", variant="primary", elem_id="edit").click(
+                Editor(pipeline, limits), [still, frame, *still_controls, still_watermark, still_box], edited,
+                api_name="edit", concurrency_limit=CONCURRENCY,
+            )
     return app
 
 
 def main() -> None:
+    share_arenas()  # first, before the models load: frames freed go back to the system (docs/app.md)
     logging.basicConfig(level=logging.INFO)
     OUTPUTS.mkdir(parents=True, exist_ok=True)
     if not (PORTRAIT.is_file() and DRIVING.is_file()):

@@ -1,11 +1,12 @@
-"""`heads animate`: the app's pipeline from the command line, with tqdm bars in place of the browser's progress."""
+"""`heads animate` and `heads edit`: the app's pipeline from the command line, with tqdm bars in place of the
+browser's progress."""
 
 from __future__ import annotations
 
 from tqdm import tqdm
 
-from demo.animate_config import AnimateConfig
-from demo.pipeline import Pipeline, Progress, Result
+from demo.animate_config import AnimateConfig, EditConfig
+from demo.pipeline import Edited, Pipeline, Progress, Result
 
 
 class _Bars:
@@ -47,3 +48,11 @@ def animate(config: AnimateConfig) -> Result:
     if result.avatar is not None:
         print(f"wrote avatar {result.avatar}")
     return result
+
+
+def edit(config: EditConfig) -> Edited:
+    edited = Pipeline(device="cpu").edit(config)  # the warp alone edits a still: no model is run
+    for notice in edited.notices:
+        print(f"note: {notice}")
+    print(f"wrote {edited.image}")
+    return edited

@@ -1,7 +1,9 @@
-"""Options of `heads animate` and the web app (`heads bench animate` times the same `AnimateConfig`).
+"""Options of `heads animate`, `heads edit` and the web app (`heads bench animate` times the same `AnimateConfig`).
 
 Torch-free and light to import: the CLI parses these before anything heavy loads, and the app builds the same
-`AnimateConfig` from its widgets, so both run exactly the same pipeline.
+`AnimateConfig` (and `EditConfig`) from its widgets, so both run exactly the same pipeline. The retargeting controls
+(per-part strengths, held eyes and lips, head-turn offsets) are `faces.motion.Controls`, inherited by both configs:
+one name, one default and one check for each, wherever it is set.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from typing import Literal
 
 from base.errors import ConfigError
 from faces.config import LimitsConfig
+from faces.motion import Controls, MotionConfig
 
 Renderer = Literal["auto", "neural", "warp"]
 Precision = Literal["auto", "fp32", "int8", "fp16"]  # generator variants (animate, bench animate)
 
 
 @dataclass(frozen=True)
-class AnimateConfig:
+class AnimateConfig(Controls):
     """Animate one person (1-32 photos, a painting, or a saved avatar) with the motion of a driving video."""
 
     driving: str
@@ -44,9 +47,7 @@ class AnimateConfig:
     mode: Literal["relative", "absolute"] = "relative"
     """relative: the driver's motion applied to the source's own face shape (landmark adaptation); absolute: the
     driver's landmarks themselves (the paper's setting; the driver's face shape leaks into the result)."""
-    expression: float = 1.0
-    """Strength of the driver's expressions, 0 (none) to 2 (exaggerated)."""
-    pose: float = 1.0
+    pose_strength: float = 1.0
     """Strength of the driver's head motion, 0 (head still) to 2."""
     smoothing: float = 0.5
     """Temporal smoothing of the driver's landmarks, 0 (off) to 1 (strong; steadier but laggier on fast motion)."""
@@ -86,18 +87,56 @@ class AnimateConfig:
     """Show progress bars."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.source and self.avatar is None:
             raise ConfigError("pass --source photos, or --avatar FILE.onnx")
         if len(self.source) > self.limits.max_photos:
             raise ConfigError(f"at most {self.limits.max_photos} source photos, got {len(self.source)}")
         if self.finetune_steps < 0 or self.batch < 1:
             raise ConfigError("finetune_steps must be >= 0 and batch >= 1")
-        for name in ("expression", "pose"):
-            if not 0.0 <= getattr(self, name) <= 2.0:
-                raise ConfigError(f"{name} must be in [0, 2]")
+        self.motion()  # checks pose_strength
         if not 0.0 <= self.smoothing <= 1.0:
             raise ConfigError("smoothing must be in [0, 1]")
         if self.box is not None and (self.box[2] <= self.box[0] or self.box[3] <= self.box[1]):
             raise ConfigError("box must be x0 y0 x1 y1 with x1 > x0 and y1 > y0")
         if not 64 <= self.max_side <= 4096 or not 64 <= self.resolution <= 2048:
             raise ConfigError("max_side must be in 64..4096 and resolution in 64..2048")
+
+    def motion(self) -> MotionConfig:
+        """How the driver's motion reaches the photo's landmarks (`faces.motion.retarget`)."""
+        return MotionConfig(mode=self.mode, pose_strength=self.pose_strength, reference=self.reference,
+                            **self.controls())
+
+
+@dataclass(frozen=True)
+class EditConfig(Controls):
+    """Edit the expression of one photo: one driving frame's expression and/or the controls -> one PNG."""
+
+    source: str
+    """The photo to edit (JPEG, PNG, WebP)."""
+    driving: str | None = None
+    """A driving image, or a video whose first frame is used: its eyes, mouth (and gaze, see --gaze) are carried onto
+    the photo, read against the same frame with the mouth closed and the eyes open. One frame says nothing of how
+    the head turned, so the head moves only by --yaw, --pitch and --roll. None: the controls alone."""
+    out: str = "edited.png"
+    """Output PNG: the whole photo at its own size (up to --max-side), edited; tagged synthetic in its metadata."""
+    box: tuple[float, float, float, float] | None = None
+    """Where no face is detected in the photo (a painting, a drawing): the face box x0 y0 x1 y1 in pixels."""
+    gaze: Literal["auto", "off", "mediapipe"] = "auto"
+    """Carry the driving frame's gaze onto the photo's irises: as `heads animate --gaze`."""
+    watermark: bool = True
+    """Write a visible "synthetic" mark in a corner (the file's metadata says so in any case)."""
+    max_side: int = 1920
+    """Long side of the output, in pixels: larger photos are shrunk to it."""
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.personalization()  # checks the box and max_side as `heads animate` does
+
+    def personalization(self) -> AnimateConfig:
+        """The photo's persona as `heads animate` makes it (and caches it) for the warp at the photo's own
+        resolution: a still is edited by the warp, which returns the photo's own pixels wherever nothing moves."""
+        return AnimateConfig(driving=self.driving or "", source=(self.source,), box=self.box, renderer="warp",
+                             gaze=self.gaze, output="photo", max_side=self.max_side, limits=self.limits,
+                             identity_score=False, progress=False)

@@ -11,6 +11,8 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from faces.config import CropConfig
 from faces.crop import CropTransform, photo_transform
@@ -148,3 +150,14 @@ def tag_synthetic(path: Path) -> None:
             packet.stream = streams[packet.stream.index]
             out.mux(packet)
     os.replace(tmp, path)
+
+
+def save_still(path: Path, image: np.ndarray) -> Path:
+    """An (H, W, 3) uint8 RGB image as a PNG whose text chunks (Comment, Description) say it is synthetic, as
+    `tag_synthetic` marks a video; lossless, so an unedited region keeps the photo's pixels."""
+    info = PngInfo()
+    for key in ("Comment", "Description"):
+        info.add_text(key, SYNTHETIC_TAG)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path, format="PNG", pnginfo=info)
+    return path

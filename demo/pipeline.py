@@ -27,19 +27,20 @@ import onnxruntime as ort
 
 from base.errors import InputError, UserError
 from demo import tuning
-from demo.animate_config import AnimateConfig
+from demo.animate_config import AnimateConfig, EditConfig
 from demo.avatar_file import attach_sources, bake_embedding, read_sources
-from demo.compose import Canvas, side_by_side, tag_synthetic, watermark
+from demo.compose import Canvas, save_still, side_by_side, tag_synthetic, watermark
 from demo.engine import Engine, SessionSettings
 from demo.identity import IdentityMeter, IdentityScore
 from demo.limits import cut_notice, driving_info
 from demo.renderers import ModelFolder, NeuralRenderer, RefiningRenderer, WarpRenderer
 from demo.weights import requested, resolve_weights, weights_label
-from faces.config import DetectorConfig, SmoothingConfig
+from faces.config import DetectorConfig, LimitsConfig, SmoothingConfig
 from faces.crop import CropTransform
 from faces.detect import DetectorUnavailable, LandmarkDetector, load_detector
+from faces.image_io import ImageError, load_image
 from faces.landmark_image import draw_landmarks
-from faces.motion import MotionConfig, retarget, retarget_irises
+from faces.motion import retarget, retarget_irises, retarget_still
 from faces.smoothing import smooth_irises, smooth_landmarks
 from faces.source_faces import Crops, SourceFace, check_file, crop_pupils, crops, load_faces, with_irises
 from faces.track import FaceTracker
@@ -119,6 +120,14 @@ class Result:
     @property
     def seconds(self) -> float:
         return self.wall if self.wall is not None else sum(self.timings.values())
+
+
+@dataclass
+class Edited:
+    """What `Pipeline.edit` made: the PNG, and notices about the photo (several faces, a small one)."""
+
+    image: Path
+    notices: list[str]
 
 
 class _Timings(dict):
@@ -411,7 +420,7 @@ class Pipeline:
         edges = [*breaks, len(track)]
         pieces = list(zip(edges, edges[1:], strict=False))
         smooth = np.concatenate([smooth_landmarks(track[a:b], fps, smoothing) for a, b in pieces]).astype(np.float64)
-        motion = MotionConfig(config.mode, config.expression, config.pose, config.reference)
+        motion = config.motion()
         targets = retarget(smooth, source, motion)
         if irises is None or source_irises is None:
             return targets, None
@@ -506,6 +515,51 @@ class Pipeline:
                     shutil.copyfile(made, avatar)
         return Result(out, done, fps, persona.description, meter.score() if meter else None, notices, avatar,
                       dict(timings))
+
+    # ---------------------------------------------------------------------------------------------- still editing
+
+    def edit(self, config: EditConfig) -> Edited:
+        """One photo with the expression of one driving frame (or none) and the retargeting controls: the whole
+        photo, edited by the warp at its own resolution, written to `config.out` as a PNG tagged synthetic. The
+        photo's persona is cached as an animation's is, so moving a slider and editing again costs one warp."""
+        personal = config.personalization()
+        persona, notices = self.personalize(personal)
+        renderer = persona.renderer
+        gaze = self.gaze_backend(personal) if renderer.moves_irises else None
+        frame = irises = None
+        if config.driving:
+            frame, irises = self._frame_face(Path(config.driving), config.limits, gaze)
+        own = renderer.sources.pupils[0] if gaze is not None else None
+        points, moved = retarget_still(renderer.sources.points[0], config, frame, own, irises)
+        face = renderer.render(points[None], None if moved is None else moved[None])[0]
+        image = persona.compose(face)
+        if config.watermark:
+            image = watermark(image)
+        return Edited(save_still(Path(config.out), image), notices)
+
+    def _frame_face(self, path: Path, limits: LimitsConfig, backend: str | None) -> tuple[np.ndarray,
+                                                                                           np.ndarray | None]:
+        """The largest face in a driving image, or in a driving video's first frame: its landmarks (68, 2) by the
+        pipeline's own detector (or `backend`, the gaze's), and its iris centres (2, 2) where that one sees both."""
+        path = check_file(path, limits, "driving image or video")
+        try:
+            image = load_image(path)
+        except ImageError:
+            try:
+                with VideoReader(path) as reader:
+                    image = next(iter(reader))
+            except (VideoError, StopIteration):
+                raise InputError(f"{path.name} cannot be read as an image or a video: use a photo (JPEG, PNG, WebP) "
+                                 "or a clip (mp4, mov, webm), whose first frame is used.") from None
+        with self.detector(backend) as detector:
+            faces = detector.detect(image)
+        if not faces:
+            raise InputError(f"No face was found in the driving frame ({path.name}): use an image, or a clip whose "
+                             "first frame, shows one face clearly.")
+        pupils = faces[0].pupils
+        if pupils is not None and not np.isfinite(pupils).all():
+            pupils = None
+        return faces[0].points.astype(np.float64), None if pupils is None else pupils.astype(np.float64)
 
     def run(self, config: AnimateConfig, progress: ProgressCallback | None = None) -> Result:
         """Personalize, then animate: everything `heads animate` and the app's button do."""

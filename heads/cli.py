@@ -1,4 +1,5 @@
-"""`heads`: one command-line tool for every stage (prepare, train, finetune, evaluate, export, animate, bench, space).
+"""`heads`: one command-line tool for every stage (prepare, train, finetune, evaluate, export, animate, edit, bench,
+space).
 
 Each subcommand is a typed dataclass config (parsed with tyro, help text from the field comments) and one library
 function. Both are named by import path so that `heads --help` and torch-free commands never import torch.
@@ -34,11 +35,19 @@ COMMANDS: dict[str, Command] = {
         "faces.config:MergeConfig", "faces.prepare:merge",
         "Join the folders of `prepare --shard K/N` runs into one dataset (refuses shards made differently).",
     ),
+    "prepare --to-shards": Command(
+        "faces.config:ShardsConfig", "faces.shards:to_shards",
+        "A prepared folder -> WebDataset tar shards (one sample per clip) and an index, for --data.source shards.",
+    ),
     "bench prepare": Command(
         "faces.config:PrepareBenchConfig", "faces.bench_prepare:bench_prepare",
         "Frames/s of prepare on real clips: detect every frame vs detect-and-track, 1 and 2 workers, as JSON.",
     ),
     "train": Command("training.config:TrainConfig", "training.train:train", "Meta-learn E, G and D on episodes."),
+    "bench loader": Command(
+        "training.config:LoaderBenchConfig", "training.bench_loader:bench_loader",
+        "Episodes/s and images/s of the training loader per worker, prepared folder vs its shards, as JSON.",
+    ),
     "bench train": Command(
         "training.config:TrainBenchConfig", "training.bench:bench_train",
         "Training speed (it/s, images/s, peak memory) of the compact and paper models, as JSON.",
@@ -70,6 +79,10 @@ COMMANDS: dict[str, Command] = {
     "animate": Command(
         "demo.animate_config:AnimateConfig", "demo.animate:animate",
         "Animate 1-32 photos, a painting or a saved avatar with a driving video -> mp4 (what the web app does).",
+    ),
+    "edit": Command(
+        "demo.animate_config:EditConfig", "demo.animate:edit",
+        "Edit one photo's expression: a driving frame's (an image, a clip's first frame) and/or the controls -> PNG.",
     ),
     "bench animate": Command(
         "export_onnx.config:AnimateBenchConfig", "export_onnx.bench_animate:bench_animate",

@@ -17,9 +17,13 @@ from demo.animate_config import LimitsConfig
 from demo.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
-# The keywords of /animate: `heads animate`'s options (AnimateConfig's fields), in the event's order.
-API_PARAMETERS = ["driving", "source", "avatar", "renderer", "finetune_steps", "mode", "expression", "pose",
-                  "smoothing", "side_by_side", "output", "watermark", "box"]
+# The keywords of /animate: `heads animate`'s options (AnimateConfig's fields), in the event's order; of /edit,
+# `heads edit`'s (EditConfig's).
+API_PARAMETERS = ["driving", "source", "avatar", "renderer", "finetune_steps", "mode", "eyes_strength",
+                  "mouth_strength", "pose_strength", "eyes", "mouth", "yaw", "pitch", "roll", "smoothing",
+                  "side_by_side", "output", "watermark", "box"]
+EDIT_PARAMETERS = ["source", "driving", "eyes_strength", "mouth_strength", "eyes", "mouth", "yaw", "pitch", "roll",
+                   "watermark", "box"]
 
 
 def _fresh_app():
@@ -46,7 +50,7 @@ def test_build_uses_the_given_pipeline_and_limits(tmp_path):
     pipeline = _warp_only(tmp_path)
     blocks = app.build(pipeline, LimitsConfig(max_photos=3))
     names = [fn.api_name for fn in blocks.fns.values()]
-    assert "animate" in names
+    assert "animate" in names and "edit" in names
     labels = [getattr(block, "label", None) or "" for block in blocks.blocks.values()]
     assert any("(1–3)" in label for label in labels)  # the photo limit on the page is the one passed in
 
@@ -87,12 +91,15 @@ def _readme_example() -> str:
 
 @pytest.mark.slow
 def test_the_readme_api_example_against_a_launched_app(tmp_path, monkeypatch, capsys):
-    """One endpoint, /animate, with `heads animate`'s option names as keywords (only `driving` required) and named
+    """Two endpoints: /animate, with `heads animate`'s option names as keywords (only `driving` required) and named
     outputs; the README's example, run as written (only the port differs), gets a video, notes and an avatar file,
-    none of which names a path of the server."""
+    none of which names a path of the server. And /edit, with `heads edit`'s (only `source` required): the example
+    portrait with its mouth held open comes back as a PNG of its size."""
     import onnx
-    from gradio_client import Client
+    from gradio_client import Client, handle_file
+    from PIL import Image
 
+    from demo.example_media import PORTRAIT
     from faces.video import probe
 
     monkeypatch.delenv(weights.ENV_VAR, raising=False)
@@ -107,18 +114,26 @@ def test_the_readme_api_example_against_a_launched_app(tmp_path, monkeypatch, ca
     try:
         url = f"http://127.0.0.1:{port}/"
         api = Client(url, verbose=False).view_api(print_info=False, return_format="dict")
-        assert list(api["named_endpoints"]) == ["/animate"] and not api["unnamed_endpoints"]
+        assert list(api["named_endpoints"]) == ["/animate", "/edit"] and not api["unnamed_endpoints"]
         endpoint = api["named_endpoints"]["/animate"]
         assert [p["parameter_name"] for p in endpoint["parameters"]] == API_PARAMETERS
         assert [p["parameter_name"] for p in endpoint["parameters"] if not p["parameter_has_default"]] == ["driving"]
         assert [r["label"] for r in endpoint["returns"]] == ["Video", "Notes", "Avatar"]
+        edit = api["named_endpoints"]["/edit"]
+        assert [p["parameter_name"] for p in edit["parameters"]] == EDIT_PARAMETERS
+        assert [p["parameter_name"] for p in edit["parameters"] if not p["parameter_has_default"]] == ["source"]
+        assert [r["label"] for r in edit["returns"]] == ["Image"]
+        edited = Client(url, verbose=False).predict(source=handle_file(str(PORTRAIT)), mouth="open", api_name="/edit")
+        with Image.open(edited) as png, Image.open(PORTRAIT) as portrait:
+            assert png.format == "PNG" and png.size == portrait.size
 
         monkeypatch.chdir(ROOT)
         names: dict = {}
         exec(_readme_example().replace("http://127.0.0.1:7860/", url), names)  # noqa: S102
         video, notes, avatar = names["video"], names["notes"], names["avatar"]
         assert probe(video).frames == 25 and probe(video).has_audio
-        assert "25 frames" in notes and "neural" in notes and notes in capsys.readouterr().out
+        # The default renderer, auto, names what it picked and why (the model folder's verdict).
+        assert "25 frames" in notes and "Renderer: " in notes and notes in capsys.readouterr().out
         provenance = {p.key: p.value for p in onnx.load(avatar).metadata_props}["provenance"]
         for text in (notes, provenance, pipeline.status()):
             assert str(ROOT) not in text and not re.search(r"(^|\s)/\w", text), text

@@ -244,7 +244,7 @@ def test_app_animates_and_survives_bad_uploads(server, browser, media, tmp_path)
     _submit(browser, url, log, animal, clip)
     _wait(lambda: _error_shown(browser, "No human face"), TIMEOUT, "the no-face error", browser, log)
 
-    _submit(browser, url, log, photo, clip)  # the default renderer: the neural generator
+    _submit(browser, url, log, photo, clip, choice="Neural generator")
     state = _playing(browser, log)
     assert state["error"] is None and state["duration"] > 0 and state["width"] > 0, state
     notes = browser.find_element("id", "notes").text

@@ -14,11 +14,13 @@ import pytest
 from PIL import Image
 
 from base.errors import InputError, UserError
-from demo.animate_config import AnimateConfig
+from demo.animate_config import AnimateConfig, EditConfig
 from demo.compose import SYNTHETIC_TAG
 from demo.pipeline import Pipeline, Progress
 from faces.config import LimitsConfig
 from faces.detect import load_detector
+from faces.image_io import load_image
+from faces.motion import eye_opening, mouth_opening
 from faces.source_faces import load_faces
 from faces.video import probe, read_frames
 
@@ -317,3 +319,99 @@ def test_the_warp_carries_the_driver_gaze_where_mediapipe_is_installed(warp_pipe
         assert irises.shape == (FRAMES, 2, 2) and np.isfinite(irises).all()
         eyes = persona.renderer.sources.points[0][36:48]
         assert (irises.min((0, 1)) > eyes.min(0) - 20).all() and (irises.max((0, 1)) < eyes.max(0) + 20).all()
+
+
+# ------------------------------------------------------------------------------ retargeting controls, still editing
+
+STILL = OTHER  # 375x500, mouth closed: an edit that opens it shows
+
+
+def _given_targets(pipeline: Pipeline, config: AnimateConfig) -> tuple[np.ndarray, int]:
+    """Animate `config`, recording the target landmarks the renderer is given: (T, 68, 2), and the frames written."""
+    persona, _ = pipeline.personalize(config)
+    given = []
+    plain = persona.renderer.render
+
+    def render(targets, irises=None):
+        given.append(targets)
+        return plain(targets, irises)
+
+    persona.renderer.render = render
+    try:
+        result = pipeline.animate(persona, config)
+    finally:
+        del persona.renderer.render
+    return np.concatenate(given), result.frames
+
+
+def test_held_mouth_and_eyes_and_a_turn_reach_every_frame(warp_pipeline, media, tmp_path):
+    """`heads animate --mouth closed --eyes closed --yaw 10` on a photo with the mouth wide open (d19.jpg): whatever
+    d18.mp4's face does, every frame the renderer draws has the lips together and the lids shut, and the nose turned
+    against the outline; the clip is whole."""
+    base = _config(media, tmp_path / "follow.mp4", output="face", resolution=256, identity_score=False, gaze="off")
+    follow, _ = _given_targets(warp_pipeline, base)
+    held, frames = _given_targets(warp_pipeline, replace(base, out=str(tmp_path / "held.mp4"), mouth="closed",
+                                                         eyes="closed", yaw=10.0))
+    assert frames == len(held) == FRAMES
+    assert mouth_opening(held).max() < 1e-6 and mouth_opening(follow).min() > 0.3
+    assert eye_opening(held).max() < 1e-6 < eye_opening(follow).min()
+    across = lambda p: (p[:, 30, 0] - p[:, 0, 0]) / (p[:, 16, 0] - p[:, 0, 0])  # noqa: E731 (nose between jaw ends)
+    assert (across(held) > across(follow) + 0.01).all()
+
+
+def _edit(media: Path, out: Path, **changes) -> EditConfig:
+    return EditConfig(source=str(media / STILL), out=str(out), **changes)
+
+
+def test_editing_with_nothing_gives_the_photo_back(warp_pipeline, media, tmp_path):
+    """No driving frame and default controls: the warp of the photo onto its own landmarks, which is the photo
+    itself (to rounding), as a PNG of its size tagged synthetic."""
+    edited = warp_pipeline.edit(_edit(media, tmp_path / "same.png", watermark=False))
+    with Image.open(edited.image) as png:
+        assert png.format == "PNG" and png.info.get("Comment") == SYNTHETIC_TAG
+        image = np.asarray(png.convert("RGB"))
+    photo = load_image(media / STILL)
+    assert image.shape == photo.shape == (500, 375, 3)
+    assert np.abs(image.astype(int) - photo).max() <= 1
+
+
+def _mouth_box(detector, photo: Path) -> tuple[slice, slice]:
+    faces, _ = load_faces([photo], detector)
+    (x0, y0), (x1, y1) = faces[0].points[48:].min(0), faces[0].points[48:].max(0)
+    pad = 0.5 * (x1 - x0)
+    return slice(int(y0 - pad / 2), int(y1 + pad)), slice(int(x0 - pad / 2), int(x1 + pad / 2))
+
+
+@pytest.mark.parametrize("how", ["mouth open", "driving image", "driving clip"])
+def test_editing_opens_the_mouth_of_a_still(warp_pipeline, detector, media, tmp_path, how):
+    """`heads edit --mouth open`, or a driving image with an open mouth (d19.jpg), or a clip's first frame (d18.mp4,
+    read as a video, its mouth nearly shut): a PNG of the photo's size whose mouth differs from the photo's (visibly
+    for the open mouth and the open-mouthed driver), while the background far from the face is the photo's own."""
+    changes = {"mouth open": {"mouth": "open"}, "driving image": {"driving": str(media / PHOTO)},
+               "driving clip": {"driving": str(media / CLIP)}}[how]
+    edited = warp_pipeline.edit(_edit(media, tmp_path / "edited.png", **changes))
+    image = np.asarray(Image.open(edited.image).convert("RGB")).astype(int)
+    photo = load_image(media / STILL).astype(int)
+    assert image.shape == photo.shape
+    rows, cols = _mouth_box(detector, media / STILL)
+    change = np.abs(image[rows, cols] - photo[rows, cols]).mean()
+    assert change > (10 if how != "driving clip" else 0), change
+    np.testing.assert_array_equal(image[:60, :60], photo[:60, :60])
+
+
+def test_editing_refuses_a_driving_file_that_is_neither_image_nor_video(warp_pipeline, media, tmp_path):
+    fake = tmp_path / "frame.jpg"
+    fake.write_text("not an image\n")
+    with pytest.raises(InputError, match="frame.jpg cannot be read as an image or a video"):
+        warp_pipeline.edit(_edit(media, tmp_path / "edited.png", driving=str(fake)))
+
+
+def test_heads_edit_writes_the_png(media, tmp_path, capsys):
+    from heads.cli import main
+
+    out = tmp_path / "edited.png"
+    main(["edit", "--source", str(media / STILL), "--driving", str(media / CLIP), "--out", str(out), "--eyes",
+          "closed", "--roll", "5"])
+    assert f"wrote {out}" in capsys.readouterr().out
+    with Image.open(out) as png:
+        assert png.size == (375, 500)

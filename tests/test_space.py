@@ -115,4 +115,4 @@ def test_the_app_builds_from_the_bundle_alone(bundle):
     assert done.returncode == 0, done.stderr[-3000:]
     status, endpoints = done.stdout.strip().splitlines()[-2:]
     assert status.startswith("Neural model ") and "(weights: embedded)" in status and str(bundle) not in status
-    assert endpoints == "['animate']"
+    assert endpoints == "['animate', 'edit']"
