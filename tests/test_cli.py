@@ -15,6 +15,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "train": ["--k", "0"],
     "bench train": ["--steps", "0"],
     "bench loader": ["--prepared", "p", "--batches", "0"],
+    "bench soak": ["--clients", "0"],
     "finetune": ["--model", "m", "--images", "a.jpg", "--shots", "40"],
     "evaluate": ["--model", "m", "--data", "d", "--holdout", "0"],
     "evaluate-cross": ["--data", "d", "--frames", "2"],
