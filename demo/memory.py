@@ -1,12 +1,13 @@
-"""Keeping a long-running server's resident memory level: large buffers go back to the system when freed.
+"""Keeping a long-running server's resident memory level: freed frames go back to the system.
 
 Each animation allocates and frees a few hundred megabytes in large blocks (decoded frames, warp maps, composed
-frames, the encoder's buffers), on whichever worker thread Gradio runs it. glibc's malloc serves blocks above its
-mmap threshold (128 KiB) with their own mappings, returned to the system on free, but raises that threshold to the
-size of each such block freed (up to 32 MiB), so from the first request on the frames come from its per-thread
-arenas instead, and what is freed there stays resident, split among more arenas as threads come and go. In the
-soak (`heads bench soak`, docs/app.md) the server grew from 700 to 820-980 MB over 50 jobs so. Setting the
-threshold fixes it where it starts; `malloc_trim` after each request returns what smaller blocks leave free.
+frames, the encoder's buffers). glibc's malloc raises its mmap threshold to the size of the large blocks freed, so
+from the first request on these come from its arenas, which keep what is freed; and Gradio runs each request on
+whichever thread of its worker pool is free (10 to 20 threads in the soak), each given an arena of its own, up to
+8 per core. What malloc held in use stayed level between requests (240-330 MB), but the arenas around it grew: in
+`heads bench soak` the server's resident memory went from 972 to 1082 MB over the last 50 of 100 requests. Two
+arenas shared by every thread bound that growth (+33 MB), and `malloc_trim` after each request (5-15 ms) returns
+their free pages (+8 MB, at 570 MB instead of 1080: docs/app.md).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import sys
 from functools import lru_cache
 
 M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
-ARENAS = 2
+ARENAS = 2  # not 1: with HEADS_CONCURRENCY > 1, a second request need not queue for the first one's arena lock
 
 
 @lru_cache(maxsize=1)
 def _glibc() -> ctypes.CDLL | None:
-    """glibc, where this process runs on it: musl, macOS and Windows have neither mallopt's threshold nor
-    malloc_trim, and need neither fix."""
+    """glibc, where this process runs on it: the C libraries of musl, macOS and Windows manage memory otherwise
+    and have no malloc_trim."""
     if not sys.platform.startswith("linux"):
         return None
     try:

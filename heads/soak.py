@@ -52,7 +52,8 @@ class SoakConfig:
     jobs: int = 25
     """Requests each client sends, one after the other."""
     max_frames: int = 12
-    """HEADS_MAX_FRAMES of the launched app: every clip in the mix is longer, so the limit is soaked too."""
+    """HEADS_MAX_FRAMES of the launched app: the mix's clips are longer (but one, cut here to half of it), so the
+    limit is soaked too."""
     renderer: Literal["auto", "warp"] = "auto"
     """Renderer of the good requests (one kind of the mix always asks for the neural generator)."""
     url: str | None = None
@@ -88,7 +89,7 @@ class Kind:
 
 
 PHOTO, CLIP = f"{EXAMPLES}/driving/d19.jpg", f"{EXAMPLES}/driving/d18.mp4"
-# Ordered so that any six consecutive jobs (the test's tiny soak) hold good photos, bad uploads and a long clip.
+# Ordered so that the first six jobs (the test's tiny soak) hold good photos, bad uploads and a long clip.
 MIX = (
     Kind("photo", (PHOTO,), CLIP),
     Kind("animal", (f"{EXAMPLES}/source/s30.jpg",), CLIP, refusal=r"No human face was found in s30\.jpg"),
@@ -227,8 +228,11 @@ class Soak:
         self.crashes: list[str] = []
         self.samples = [{"jobs": 0, "idle": True, **memory(pid, temp)}]
         self._lock = threading.Lock()
-        # Halfway, every client waits for the others, so that one sample finds the server between requests, as
-        # the last one does: samples taken while jobs run differ by whatever those jobs hold at that moment.
+        # Halfway, after jobs 0 .. half-1, every client waits for the others, so that one sample finds the server
+        # between requests, as the last one does: samples taken while jobs run differ by whatever those jobs hold
+        # at that moment. Both follow whole rounds of the mix (100 jobs, rounds of 10), so the server's persona
+        # cache holds the same kinds of people at both.
+        self.half = config.clients * config.jobs // 2
         self._halfway = threading.Barrier(config.clients, action=self._idle_sample)
 
     def _idle_sample(self) -> None:
@@ -264,11 +268,11 @@ class Soak:
             api, broken = Client(self.url, verbose=False, download_files=str(folder)), ""
         except Exception as error:  # noqa: BLE001 - then each of this client's jobs fails with the reason
             api, broken = None, f"cannot connect: {type(error).__name__}: {error}"[:500]
+        waited = False
         for j in range(self.config.jobs):
-            if j == self.config.jobs // 2:
-                with contextlib.suppress(threading.BrokenBarrierError):
-                    self._halfway.wait()
             job = j * self.config.clients + client  # clients interleave over the mix
+            if job >= self.half and not waited:
+                waited = self._halfway_wait()
             kind = MIX[job % len(MIX)]
             start = time.perf_counter()
             status, detail = self._one(api, kind) if api is not None else ("failed", broken)
@@ -278,6 +282,13 @@ class Soak:
                 if len(self.outcomes) % self.config.memory_every == 0:
                     self.samples.append({"jobs": len(self.outcomes), "idle": False, **memory(self.pid, self.temp)})
             shutil.rmtree(folder, ignore_errors=True)  # the client's downloads: only the server's memory counts
+        if not waited:  # all of this client's jobs came before the half
+            self._halfway_wait()
+
+    def _halfway_wait(self) -> bool:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self._halfway.wait()
+        return True
 
     def _one(self, api, kind: Kind) -> tuple[Literal["ok", "refused", "failed"], str]:
         """Send one request and judge the answer: (status, what was wrong or what the refusal said)."""
@@ -285,9 +296,10 @@ class Soak:
 
         options = {"renderer": self.config.renderer, **dict(kind.options)}
         try:
-            video, notes, avatar = api.predict(
-                driving=handle_file(str(self.files[kind.driving])),
-                source=[handle_file(str(self.files[p])) for p in kind.photos], api_name="/animate", **options)
+            job = api.submit(driving=handle_file(str(self.files[kind.driving])),
+                             source=[handle_file(str(self.files[p])) for p in kind.photos], api_name="/animate",
+                             **options)
+            video, notes, avatar = job.result(timeout=self.config.timeout)
         except Exception as error:  # noqa: BLE001 - every way a request can fail is a finding
             message = str(error)
             if kind.refusal is None:
@@ -319,7 +331,8 @@ class Soak:
             problems.append("the notes do not give the frame count")
         if (CUT in notes) != kind.cut:
             problems.append("a cut clip without its notice" if kind.cut else "a cut notice for a clip within limits")
-        if (avatar is not None) != (options["renderer"] == "neural"):
+        neural = options["renderer"] == "neural" and "No neural model" not in notes  # else the warp, said so
+        if (avatar is not None) != neural:
             problems.append(f"avatar file {'missing' if avatar is None else 'given for the warp'}")
         return ("failed", "; ".join(problems)) if problems else ("ok", "")
 

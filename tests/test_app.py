@@ -134,8 +134,12 @@ def test_the_readme_api_example_against_a_launched_app(tmp_path, monkeypatch, ca
         assert probe(video).frames == 25 and probe(video).has_audio
         # The default renderer, auto, names what it picked and why (the model folder's verdict).
         assert "25 frames" in notes and "Renderer: " in notes and notes in capsys.readouterr().out
-        provenance = {p.key: p.value for p in onnx.load(avatar).metadata_props}["provenance"]
-        for text in (notes, provenance, pipeline.status()):
+        texts = [notes, pipeline.status()]
+        if "Renderer: warp" in notes:  # what auto picks for a model whose evaluation did not favour it
+            assert avatar is None  # the warp has no generator to save
+        else:
+            texts.append({p.key: p.value for p in onnx.load(avatar).metadata_props}["provenance"])
+        for text in texts:
             assert str(ROOT) not in text and not re.search(r"(^|\s)/\w", text), text
     finally:
         blocks.close()
