@@ -316,31 +316,43 @@ class Pipeline:
             canvas = self._canvas(faces[0] if faces else None, engine.resolution, config)
             return Persona(NeuralRenderer(engine, source, description), description, canvas, avatar)
         if faces:
-            work = self._warp_persona(faces, config)
-            square = Canvas.native(faces[0].image, faces[0].points, config.max_side)
-            view = square.face_view(engine.resolution)
-        else:  # an avatar file without its photos: the work square is its first crop, at the model's resolution
-            view = CropTransform(1.0, (0.0, 0.0), engine.resolution)
-            work = Persona(WarpRenderer(source), "", None, view=view if config.output == "face" else None)
-        refining = RefiningRenderer(engine, work.renderer.sources, source, view, description)
-        return Persona(refining, description, work.canvas, avatar, work.view)
+            canvas, square = self._work_square(faces, config)
+            refining = RefiningRenderer(engine, square, source, canvas.face_view(engine.resolution), description)
+            shown, view = self._shown(canvas, config)
+            return Persona(refining, description, shown, avatar, view)
+        # An avatar file without its photos: the work square is its first crop, at the model's resolution.
+        whole = CropTransform(1.0, (0.0, 0.0), engine.resolution)
+        refining = RefiningRenderer(engine, source, source, whole, description)
+        return Persona(refining, description, None, avatar, whole if config.output == "face" else None)
+
+    @classmethod
+    def _warp_persona(cls, faces: list[SourceFace], config: AnimateConfig) -> Persona:
+        """The warp renderer on the first photo's work square (`_work_square`), shown as `_shown` says."""
+        canvas, square = cls._work_square(faces, config)
+        shown, view = cls._shown(canvas, config)
+        return Persona(WarpRenderer(square), f"warp of {len(faces)} photo(s)", shown, view=view)
 
     @staticmethod
-    def _warp_persona(faces: list[SourceFace], config: AnimateConfig) -> Persona:
-        """The warp renderer on the first photo's work square at the photo's own resolution, cut from the canvas
-        pixel for pixel, so that nothing is resampled on the way in or (whole-photo output) out; face output is the
-        face crop of that square at --resolution."""
-        description = f"warp of {len(faces)} photo(s)"
+    def _work_square(faces: list[SourceFace], config: AnimateConfig) -> tuple[Canvas, Crops]:
+        """The first photo's canvas with the warp's work square at the photo's own resolution, and the photos cut
+        to that square pixel for pixel (the others framed alike), so that nothing is resampled on the way in or
+        (whole-photo output) out."""
         canvas = Canvas.native(faces[0].image, faces[0].points, config.max_side)
         frame, points = canvas.face()
-        source = Crops(frame[None], points[None], crop_pupils(faces[:1], points[None]))
+        square = Crops(frame[None], points[None], crop_pupils(faces[:1], points[None]))
         if len(faces) > 1:  # the other photos framed alike, so that crop pixels mean the same place on the face
             rest = crops(faces[1:], canvas.transform.size, Canvas.WARP_FRAMING)
-            everyone = np.concatenate([source.points, rest.points])
-            source = Crops(np.concatenate([source.frames, rest.frames]), everyone, crop_pupils(faces, everyone))
+            everyone = np.concatenate([square.points, rest.points])
+            square = Crops(np.concatenate([square.frames, rest.frames]), everyone, crop_pupils(faces, everyone))
+        return canvas, square
+
+    @staticmethod
+    def _shown(canvas: Canvas, config: AnimateConfig) -> tuple[Canvas | None, CropTransform | None]:
+        """What a work-square renderer's output is composed into: the whole photo, or (face output) the face crop
+        of the square at --resolution."""
         if config.output == "face":
-            return Persona(WarpRenderer(source), description, None, view=canvas.face_view(config.resolution))
-        return Persona(WarpRenderer(source), description, canvas)
+            return None, canvas.face_view(config.resolution)
+        return canvas, None
 
     @staticmethod
     def _canvas(face: SourceFace | None, resolution: int, config: AnimateConfig) -> Canvas | None:
