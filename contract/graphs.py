@@ -9,9 +9,10 @@ Three kinds of graph:
 - `personalized`: one person's G′(landmarks[, guide]) -> frames, with ψ′ baked in.
 
 Images are float32 (B, C, R, R) in [-1, 1]; `guide` exists only in warp-guided models. The G graphs of a refining
-model (guidance "refine") write no frame: they write `refinement`, (B, 4, R, R), a synthesis in [-1, 1] and a blend
-weight α in [0, 1], which the engine's caller upsamples and composites onto a warp at the output's own resolution
-(frame = warp + α·(synthesis − warp)), so that a 128-px model never sets how sharp the result is.
+model (guidance "refine") write no frame: they write `refinement`, (B, 4, R, R), a correction δ of the guide's warp
+(in image units, so guide + δ lies in [-1, 1]) and its weight α in [0, 1], which the engine's caller upsamples and
+adds to a warp at the output's own resolution (frame = warp + region·α·δ, the region being
+`faces.guide.refine_region`), so that a 128-px model never sets how sharp the result is.
 """
 
 from __future__ import annotations

@@ -278,13 +278,13 @@ class Engine:
         return to_uint8(self._run(landmarks, guide))
 
     def refine(self, landmarks: np.ndarray, guide: np.ndarray) -> np.ndarray:
-        """Refining models: landmark images and guides -> (B, R, R, 4) float32, the synthesis in [0, 255] and its
-        blend weight α in [0, 1], to composite onto a warp (`faces.crop.CropTransform.blend`)."""
+        """Refining models: landmark images and guides -> (B, R, R, 4) float32, the correction δ of the guide's warp
+        in grey levels (±255) and its weight α in [0, 1], to add to a warp (`faces.crop.CropTransform.add`)."""
         if not self.refines:
             raise ValueError("this model writes frames: call render()")
         out = self._run(landmarks, guide).transpose(0, 2, 3, 1)
-        synthesis = np.clip(out[..., :3], -1.0, 1.0) * 127.5 + 127.5
-        return np.concatenate([synthesis, np.clip(out[..., 3:], 0.0, 1.0)], -1)
+        delta = np.clip(out[..., :3], -2.0, 2.0) * 127.5
+        return np.concatenate([delta, np.clip(out[..., 3:], 0.0, 1.0)], -1)
 
     def _run(self, landmarks: np.ndarray, guide: np.ndarray | None) -> np.ndarray:
         if self.guided != (guide is not None):

@@ -19,7 +19,7 @@ import onnxruntime as ort
 from base.errors import InputError
 from demo.engine import ACCELERATED, Engine, SessionSettings
 from faces.crop import CropTransform
-from faces.guide import pack_guide
+from faces.guide import pack_guide, refine_region
 from faces.landmark_image import draw_landmarks
 from faces.source_faces import Crops
 from faces.warp import MultiSourceWarp
@@ -93,8 +93,9 @@ class NeuralRenderer:
 
 class RefiningRenderer:
     """The warp of the photo at its own resolution (as `WarpRenderer`), refined by a model that sees the face at its
-    own resolution: the model's synthesis and blend weight are upsampled into the work square and composited onto
-    the warp there, so the output is as sharp as the warp wherever α is 0 and a 128-px model never sets its size.
+    own resolution: the model's correction of the warp and its weight α are upsampled into the work square and
+    added to the warp there, so the output keeps the warp's detail and a 128-px model never sets its size. α counts
+    only within `faces.guide.refine_region` (the inner mouth and the disocclusions), as in training.
 
     `sources` are the work square's crops (what the warp moves); `model_sources` the same photos framed as the
     model was trained (its guide is warped from them, exactly as in training); `view` maps the work square to the
@@ -116,7 +117,9 @@ class RefiningRenderer:
         landmarks = np.stack([draw_landmarks(t, self.engine.resolution) for t in inner])
         guide = np.stack([pack_guide(self._guide(t)) for t in inner])
         layers = self.engine.refine(landmarks, guide)  # (B, r, r, 4)
-        return np.stack(frames_in_parallel(lambda t, layer: self.view.blend(layer, self._warp.image(t)),
+        for layer, points, one in zip(layers, inner, guide, strict=True):
+            layer[..., 3] *= refine_region(points, one[..., 3] > 0)  # α counts only where the warp fails
+        return np.stack(frames_in_parallel(lambda t, layer: self.view.add(layer, self._warp.image(t)),
                                            list(targets), list(layers)))
 
 

@@ -53,7 +53,7 @@ def generator_flops(G: Generator) -> int:
     hooks += [m.register_forward_hook(attention) for m in G.modules() if isinstance(m, SelfAttention)]
     side = G.cfg.resolution
     with torch.no_grad():
-        G.render(torch.zeros(1, G.cfg.input_channels, side, side), torch.zeros(1, G.psi_size))
+        G(torch.zeros(1, G.cfg.input_channels, side, side), torch.zeros(1, G.cfg.embed_dim), refinement=G.refines)
     for hook in hooks:
         hook.remove()
     return total

@@ -102,12 +102,14 @@ def to_int8(src: Path, dst: Path, feeds: dict[str, np.ndarray]) -> Path:
 
 def fidelity(reference: OnnxModel, variant: OnnxModel, feeds: dict[str, np.ndarray]) -> dict[str, float]:
     """SSIM of the variant's uint8 frames against the fp32 graph's on the same inputs, and the largest difference.
-    A refining model's frames are its refinement composited onto the guide's warp, as the app composites them."""
+    A refining model's frames are its refinement composited onto the guide's warp."""
 
     def frames(model: OnnxModel) -> np.ndarray:
         out = model(**feeds)
         if out.shape[1] == 4:  # contract.graphs.REFINEMENT: synthesis and α
-            out = composite(torch.from_numpy(feeds["guide"][:, :3]), torch.from_numpy(out)).numpy()
+            # α everywhere (no region): stricter than the app, which counts α only in faces.guide.refine_region.
+            out = torch.from_numpy(out)
+            out = composite(torch.from_numpy(feeds["guide"][:, :3]), out, torch.ones_like(out[:, :1])).numpy()
         return to_uint8(out)
 
     a, b = frames(reference), frames(variant)

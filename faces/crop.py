@@ -7,7 +7,7 @@ to `size` pixels; it may reach outside the image, where it is black.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -108,10 +108,20 @@ class CropTransform:
     def blend(self, layer: np.ndarray, image: np.ndarray) -> np.ndarray:
         """`image` with `layer` ((size, size, C + 1) float32: colour, then its weight in [0, 1]) resampled into
         place and blended by its weight: image + weight·(colour − image). Outside the square the weight is 0.
-        Returns a new uint8 image; only the covered region is recomputed.
+        Returns a new uint8 image; only the covered region is recomputed. The feathered paste's path."""
+        return self._place(layer, image, lambda region, colour, weight: region + weight * (colour - region))
 
-        One path for a feathered paste and for a refining model's synthesis and α composited onto a warp at the
-        image's own resolution (upsampled here, never the image downsampled)."""
+    def add(self, layer: np.ndarray, image: np.ndarray) -> np.ndarray:
+        """`image` plus `layer` ((size, size, C + 1) float32: a change in grey levels, then its weight in [0, 1])
+        resampled into place: image + weight·change, 0 outside the square. A refining model's correction added to
+        a warp at the image's own resolution (upsampled here, never the image downsampled): where the weight is
+        0, the image is returned pixel for pixel."""
+        return self._place(layer, image, lambda region, change, weight: region + weight * change)
+
+    def _place(self, layer: np.ndarray, image: np.ndarray,
+               combine: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+        """One resampling for `blend` and `add`: the layer's colour and weight mapped onto the image pixels the
+        square covers, `combine(region, colour, weight)` written there (clipped, rounded)."""
         h, w = image.shape[:2]
         x0, y0, x1, y1 = self.box
         rx0, ry0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
@@ -131,7 +141,7 @@ class CropTransform:
             colour = colour.reshape(size[1], size[0], -1)
             weight = weight[..., None]
         region = out[ry0:ry1, rx0:rx1].astype(np.float32)
-        out[ry0:ry1, rx0:rx1] = np.clip(region + weight * (colour - region), 0, 255).round()
+        out[ry0:ry1, rx0:rx1] = np.clip(combine(region, colour, weight), 0, 255).round()
         return out
 
 

@@ -48,7 +48,7 @@ def test_only_a_named_model_is_requested_and_labels_name_no_folders_above(tmp_pa
 
 def test_the_embedded_weights_match_their_checksums_and_name_no_machine_paths():
     """SHA256SUMS (written with `sha256sum`, paths relative to weights/) covers what ships; config.json travels with
-    the model, so it names folders by name alone (provenance, calibration source)."""
+    the model, so it names folders by name alone (provenance, calibration source), and so do the graphs' metadata."""
     lines = (DEFAULT_WEIGHTS / "SHA256SUMS").read_text().splitlines()
     sums = dict(reversed(line.split("  ", 1)) for line in lines)
     assert "config.json" in sums
@@ -56,6 +56,11 @@ def test_the_embedded_weights_match_their_checksums_and_name_no_machine_paths():
         assert hashlib.sha256((DEFAULT_WEIGHTS / name).read_bytes()).hexdigest() == digest, name
     config = json.loads((DEFAULT_WEIGHTS / "config.json").read_text())
     assert public(config["provenance"]) == config["provenance"] and "/" not in config["calibration"]["source"]
+    import onnx
+
+    for graph in DEFAULT_WEIGHTS.glob("*.onnx"):  # the graphs' own metadata, which onnxruntime hands to anyone
+        for prop in onnx.load(graph, load_external_data=False).metadata_props:
+            assert public(prop.value) == prop.value, (graph.name, prop.key)
 
 
 def test_public_text_keeps_names_and_drops_the_folders_above():

@@ -132,12 +132,11 @@ class LossConfig:
     only the mouth and the invalid pixels). Those are mostly edges the warp misplaces by a pixel or two, which a
     refining G learned to paint over with noise in a first run."""
     alpha: float = 0.0
-    """Refining models: weight of the mean blend weight α, so that G covers the warp only where that pays."""
+    """Refining models: weight of the mean of α within the region it counts in (`faces.guide.refine_region`), so
+    that G covers the warp only where that pays."""
     synthesis: float = 0.0
-    """Refining models: weight of the pixel L1 between the synthesis itself and the real frame inside the target's
-    inner mouth and the warp's invalid pixels. Without it neither output learns: the synthesis gets gradient only
-    where α > 0, and α only where the synthesis beats the warp (a first run's α stayed at edges, its synthesis at
-    the saturated colours a warm start left there)."""
+    """Refining models: weight of the pixel L1 between the synthesis itself and the real frame inside the region α
+    counts in (`faces.guide.refine_region`), whatever α is: the synthesis learns there even where α is still low."""
     random_perceptual: bool = False
     """Use randomly initialised feature networks: only for tests that ask for it."""
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from faces.guide import warp_guide
+from faces.guide import refine_region, warp_guide
 from faces.landmark_image import draw_landmarks
 
 
@@ -187,10 +187,12 @@ class WarpGuidedStream(torch.utils.data.IterableDataset):
 
 def with_guide(episode: dict) -> dict:
     """The episode with the reference nearest to its target warped onto the target's landmarks (`guide`, 4 channels
-    with the mask) and the target's inner mouth (`mouth`)."""
+    with the mask), the target's inner mouth (`mouth`) and the region a refining G may change (`region`)."""
     points = episode["points"].double().numpy()
     guide = warp_guide(to_uint8(episode["frames"][1:]), points[1:], points[0])
-    return {**episode, "guide": torch.from_numpy(guide).permute(2, 0, 1), "mouth": inner_mouth(points[0], guide)}
+    region = torch.from_numpy(refine_region(points[0], guide[..., 3] > 0))[None]
+    return {**episode, "guide": torch.from_numpy(guide).permute(2, 0, 1), "mouth": inner_mouth(points[0], guide),
+            "region": region}
 
 
 def inner_mouth(points: np.ndarray, like: np.ndarray) -> torch.Tensor:

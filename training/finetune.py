@@ -23,7 +23,7 @@ from tqdm import tqdm
 from base.errors import UserError
 from faces.config import MAX_SHOTS, DetectorConfig
 from faces.detect import load_detector
-from faces.guide import warp_guide
+from faces.guide import refine_region, warp_guide
 from faces.landmark_image import draw_landmarks
 from faces.source_faces import clip_faces, crops, image_hash, load_faces, read_points
 from training.avatar import FORMAT, Avatar, model_id
@@ -95,6 +95,13 @@ def guides(frames: np.ndarray, points: np.ndarray, targets: np.ndarray, exclude_
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float()
 
 
+def regions(points: np.ndarray, guide: Tensor) -> Tensor:
+    """(B, 1, R, R) regions a refining G's α counts in (`faces.guide.refine_region`), for (B, 68, 2) target
+    landmarks and their (B, 4, R, R) guides (channel 3: the warp's validity in [-1, 1])."""
+    valid = guide[:, 3].cpu().numpy() > 0
+    return torch.from_numpy(np.stack([refine_region(p, v) for p, v in zip(points, valid, strict=True)]))[:, None]
+
+
 def avatar_guides(avatar: Avatar, points: np.ndarray | None) -> Tensor | None:
     """The warp guides of an avatar driven by (F, 68, 2) landmarks, from its own source frames; None when its model
     is not warp-guided."""
@@ -120,12 +127,14 @@ def render(networks: Networks, avatar: Avatar, landmark_images: np.ndarray, poin
     for i in range(0, len(landmark_images), batch):
         y = to_tensor(landmark_images[i : i + batch]).to(device)
         pts = None if points is None else points[i : i + batch]
-        g_in = generator_input(y, avatar_guides(avatar, pts))
-        if G.refines and warped is not None:
-            base = to_tensor(warped[i : i + batch]).to(device)
-            out.append(to_uint8(composite(base, G.refinement(g_in, psi))))
-        else:
+        guide = avatar_guides(avatar, pts)
+        g_in = generator_input(y, guide)
+        if not G.refines:
             out.append(to_uint8(G.render(g_in, psi)))
+            continue
+        region = regions(pts, guide).to(device)
+        base = g_in[:, 3:6] if warped is None else to_tensor(warped[i : i + batch]).to(device)
+        out.append(to_uint8(composite(base, G.refinement(g_in, psi), region)))
     return np.concatenate(out)
 
 
@@ -153,13 +162,15 @@ class FineTuner:
         values = {k: float(v.detach()) for k, v in terms.items()}
         return check_finite(values, step, "fine-tuning", "lower the learning rates or use --tune.precision fp32")
 
-    def step(self, x: Tensor, y: Tensor, g_in: Tensor, step: int = 0) -> dict[str, float]:
-        """x, y: (B, 3, R, R) target frames and their landmark images; g_in: `generator_input` of y (and guides)."""
+    def step(self, x: Tensor, y: Tensor, g_in: Tensor, step: int = 0, region: Tensor | None = None
+             ) -> dict[str, float]:
+        """x, y: (B, 3, R, R) target frames and their landmark images; g_in: `generator_input` of y (and guides);
+        region: refining models' (B, 1, R, R) `regions`."""
         s, dev = self.settings, self.device
         w = self.w.expand(len(x), -1)
         self.D.requires_grad_(False)
         with autocast(dev, s.precision):
-            fake = self.G.render(g_in, self.psi)
+            fake = self.G.render(g_in, self.psi, region)
             terms = generator_losses(fake, x, y, w.detach(), self.D, self.content, s.loss.feature_matching)
         logged = self._checked(terms, step)
         self.opt_g.zero_grad(set_to_none=True)
@@ -234,13 +245,15 @@ def personalize(
         return Avatar(project(networks, e).cpu(), e.cpu(), info, None, sources)
 
     tuner = FineTuner(networks, e, settings)
-    g_in = generator_input(y, guides(frames, points, points, exclude_self=True) if guided else None)
+    guide = guides(frames, points, points, exclude_self=True) if guided else None
+    g_in = generator_input(y, guide)
+    region = regions(points, guide).to(g_in.device) if networks.cfg.refines else None
     gen = torch.Generator().manual_seed(settings.seed)
     bar = tqdm(range(steps), disable=not progress, unit="step", desc=f"fine-tuning T={len(frames)}",
                dynamic_ncols=True)
     for step in bar:
         idx = torch.randint(len(frames), (settings.batch,), generator=gen).to(device)
-        losses = tuner.step(x[idx], y[idx], g_in[idx], step)
+        losses = tuner.step(x[idx], y[idx], g_in[idx], step, None if region is None else region[idx])
         bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
         if on_step is not None:
             on_step(step + 1, steps)

@@ -8,9 +8,9 @@ from torch import Tensor, nn
 from training.config import ModelConfig
 from training.layers import AdaIN, DownTrunk, ResBlock, SelfAttention, conv, linear
 
-# Share of the gradient a clamped α still passes back (training only; the forward is the exact clamp). At 1 %, a
-# run's α, pushed below 0 in the mouth while the synthesis was still poor, had not come back 400 steps later.
-ALPHA_LEAK = 0.1
+# Refining models: α's starting logit (sigmoid(2) ≈ 0.88): inside the region it counts in (faces.guide.refine_region)
+# the synthesis mostly shows from the start, so the correction, which starts at zero, gets the loss's gradient.
+ALPHA_START = 2.0
 
 
 class Generator(nn.Module):
@@ -22,12 +22,12 @@ class Generator(nn.Module):
     α·warp + (1 − α)·synthesis. The warp keeps texture and identity wherever it is right, and G only has to paint
     what the warp cannot show (mouth interior, disocclusions); α starts near 0.9 so training starts from the warp.
 
-    Refining (`guidance="refine"`): the same two outputs, the other way round: α is the weight of the synthesis,
-    frame = warp + α·(synthesis − warp). `refinement` returns synthesis and α apart, so that the app composites
-    them (upsampled) onto a warp of the photo at its own resolution; `render` composites onto the guide's warp for
-    training's losses. α's weights and bias start at zero and α = clamp(z, 0, 1): an untrained G returns the warp
-    exactly, so the renderer starts at the warp's score and leaves it only where that lowers the loss. The clamp's
-    gradient is leaky below 0 (forward exact), so a pixel whose α was pushed to 0 can come back.
+    Refining (`guidance="refine"`): a correction δ of the warp and its weight α, frame = warp + region·α·δ.
+    `refinement` returns δ and α apart, so that the app adds them (upsampled) to a warp of the photo at its own
+    resolution; `render` composites onto the guide's warp for training's losses. δ's last weights start at zero,
+    so an untrained G returns the warp exactly, whatever α is, and the renderer starts at the warp's score and leaves it
+    only where that lowers the loss. α = sigmoid(z) has no flat part to get stuck in (a clamped α pushed to 0 in the
+    mouth never came back), and the composite counts it only inside `faces.guide.refine_region`.
 
     `psi(e)` and `render(y, psi)` are separate so that fine-tuning can train ψ′ directly and export can bake it in.
     """
@@ -68,12 +68,13 @@ class Generator(nn.Module):
 
     @torch.no_grad()
     def reset_blend(self) -> None:
-        """Refining models: α's weights and bias to zero, so that G returns the warp exactly (also after a warm
-        start from a blending model, whose synthesis is kept). Spectral norm divides by the whole kernel's σ, so
-        zero rows stay zero."""
+        """Refining models: the correction's last weights and bias to zero, so that G returns the warp exactly (also
+        after a warm start from a blending model, whose features are kept), and α's bias to ALPHA_START. Spectral
+        norm divides by the whole kernel's σ, which α's row keeps above zero, so zero rows stay zero."""
         phases = 4 if self.cfg.subpixel else 1
-        self.out_conv.parametrizations.weight.original.view(4, phases, -1)[3] = 0.0
-        self.out_conv.bias.view(4, phases)[3] = 0.0
+        self.out_conv.parametrizations.weight.original.view(4, phases, -1)[:3] = 0.0
+        self.out_conv.bias.view(4, phases)[:3] = 0.0
+        self.out_conv.bias.view(4, phases)[3] = ALPHA_START
 
     def psi(self, e: Tensor) -> Tensor:
         """ψ̂ = P·ê: (B, N) -> (B, psi_size), all AdaIN parameters of one person."""
@@ -90,26 +91,28 @@ class Generator(nn.Module):
         return self.shuffle(self.out_conv(self.out_norm(h, next(chunks)).relu()))
 
     def refinement(self, y: Tensor, psi: Tensor) -> Tensor:
-        """Refining models: (B, 4, R, R), the synthesis in [-1, 1] and its blend weight α in [0, 1].
+        """Refining models: (B, 4, R, R), the correction δ of the guide's warp (guide + δ in [-1, 1]) and its
+        weight α in (0, 1), before the composite restricts α to `faces.guide.refine_region`.
 
-        The synthesis is the guide's warp plus a learned correction (clamped to the image range), not a frame
-        painted from nothing: a run warm-started from a blending model inherited a synthesis that was never
-        needed where that model kept the warp (saturated colours, no face), and α then painted it over edges."""
+        A correction, not a frame painted from nothing: a run warm-started from a blending model inherited a
+        synthesis that was never needed where that model kept the warp (saturated colours, no face), and α then
+        painted it over edges. And a correction adds to a sharper warp than the guide it was learnt on: the app adds
+        it, upsampled, to the warp of the photo at its own resolution, which keeps the photo's detail."""
         out = self._decode(y, psi)
-        z = out[:, 3:]
-        alpha = z.clamp(0.0, 1.0)
-        if self.training:  # forward exactly the clamp; backward leaks ALPHA_LEAK where it clamps (see the class)
-            alpha = alpha + ALPHA_LEAK * (z - z.detach())
-        synthesis = (y[:, 3:6] + out[:, :3].tanh()).clamp(-1.0, 1.0)  # y[:, 3:6]: the guide's warp
-        return torch.cat([synthesis, alpha], 1)
+        guide = y[:, 3:6]  # the guide's warp
+        delta = (guide + out[:, :3].tanh()).clamp(-1.0, 1.0) - guide
+        return torch.cat([delta, out[:, 3:].sigmoid()], 1)
 
-    def render(self, y: Tensor, psi: Tensor) -> Tensor:
-        """y: (B, 3 or 7, R, R) landmark image, then the warp guide when warp-guided; psi: (B or 1, psi_size).
+    def render(self, y: Tensor, psi: Tensor, region: Tensor | None = None) -> Tensor:
+        """y: (B, 3 or 7, R, R) landmark image, then the warp guide when warp-guided; psi: (B or 1, psi_size);
+        region (B, 1, R, R): refining models only, where their α counts (`faces.guide.refine_region`).
 
         Returns (B, 3, R, R) frames in [-1, 1].
         """
         if self.refines:
-            return composite(y[:, 3:6], self.refinement(y, psi))
+            if region is None:
+                raise ValueError("a refining G composites within a region: pass faces.guide.refine_region's")
+            return composite(y[:, 3:6], self.refinement(y, psi), region)
         out = self._decode(y, psi)
         if not self.guided:
             return out.tanh()
@@ -121,6 +124,7 @@ class Generator(nn.Module):
         return self.refinement(y, self.psi(e)) if refinement else self.render(y, self.psi(e))
 
 
-def composite(warp: Tensor, refinement: Tensor) -> Tensor:
-    """warp + α·(synthesis − warp): (B, 3, R, R) warp in [-1, 1] and (B, 4, R, R) refinement -> (B, 3, R, R)."""
-    return warp + refinement[:, 3:] * (refinement[:, :3] - warp)
+def composite(warp: Tensor, refinement: Tensor, region: Tensor) -> Tensor:
+    """warp + region·α·δ: (B, 3, R, R) warp in [-1, 1], (B, 4, R, R) refinement (δ, α) and (B, 1, R, R) region
+    (`faces.guide.refine_region`) -> (B, 3, R, R). Outside the region, the warp exactly."""
+    return (warp + region * refinement[:, 3:] * refinement[:, :3]).clamp(-1.0, 1.0)

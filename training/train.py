@@ -116,8 +116,9 @@ class MetaLearner:
             guide = batch.get("guide")
             g_in = generator_input(y, None if guide is None else guide.to(dev), cfg.guide_dropout)
             if cfg.model.refines:
+                region = batch["region"].to(dev)  # (B, 1, R, R): where α counts
                 refinement = self.G(g_in, e, refinement=True)
-                fake = composite(g_in[:, 3:6], refinement)
+                fake = composite(g_in[:, 3:6], refinement, region)
             else:
                 fake = self.G(g_in, e)
             weights = None
@@ -126,10 +127,10 @@ class MetaLearner:
             terms = generator_losses(fake, x, y, D.video_vector(video).detach(), self.D, self.content,
                                      cfg.loss.feature_matching, weights)
             if cfg.model.refines and cfg.loss.alpha:
-                terms["alpha"] = cfg.loss.alpha * refinement[:, 3].mean()
+                terms["alpha"] = cfg.loss.alpha * (region * refinement[:, 3:]).mean()
             if cfg.model.refines and cfg.loss.synthesis:
-                region = torch.maximum(batch["mouth"].to(dev), (g_in[:, 6:7] < 0).to(x.dtype))  # (B, 1, R, R)
-                miss = (region * (refinement[:, :3] - x).abs()).sum() / (3 * region.sum()).clamp(min=1.0)
+                synthesis = g_in[:, 3:6] + refinement[:, :3]
+                miss = (region * (synthesis - x).abs()).sum() / (3 * region.sum()).clamp(min=1.0)
                 terms["syn"] = cfg.loss.synthesis * miss
             if cfg.loss.match:
                 terms["mch"] = cfg.loss.match * match(D.W[video], e.float(), cfg.loss.match_to_embedder)
