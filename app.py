@@ -21,6 +21,7 @@ from base.errors import UserError
 from base.paths import public
 from demo.animate_config import AnimateConfig, EditConfig, LimitsConfig
 from demo.example_media import DRIVING, PORTRAIT, make_examples
+from demo.live import LiveConfig, LiveSession
 from demo.memory import release_free_memory, share_arenas
 from demo.pipeline import Pipeline, Progress
 from faces.motion import MAX_TURN
@@ -40,9 +41,13 @@ log = logging.getLogger("heads.app")
 CONCURRENCY = int(os.environ.get("HEADS_CONCURRENCY", "1"))  # animations at once; the rest wait in the queue
 QUEUE_SIZE = int(os.environ.get("HEADS_QUEUE_SIZE", "16"))
 KEEP_SECONDS = 3600  # results older than this are deleted
+LIVE_SESSIONS = int(os.environ.get("HEADS_LIVE_SESSIONS", "1"))  # webcams driving a portrait at once: a core each
+LIVE_SECONDS = int(os.environ.get("HEADS_LIVE_SECONDS", "120"))  # one live stream's length, so no one holds it
+LIVE_EVERY = 0.03  # seconds between the browser's looks for a frame to send (the server renders the newest)
 OUTPUTS = Path(tempfile.gettempdir()) / "heads-app"
 STAGES = {"faces": "Finding faces", "personalizing": "Personalizing", "fine-tuning": "Fine-tuning",
-          "landmarks": "Tracking the driving face", "rendering": "Rendering"}
+          "source": "Tracking the source video's face", "landmarks": "Tracking the driving face",
+          "rendering": "Rendering"}
 CSS = "#result video { max-height: 512px; } .notes { font-size: 0.95em; }"
 
 
@@ -120,14 +125,16 @@ class Animator:
     def __call__(self, driving, source=None, avatar=None, renderer="auto", finetune_steps=0, mode="relative",
                  eyes_strength=1.0, mouth_strength=1.0, pose_strength=1.0, eyes="follow", mouth="follow", yaw=0.0,
                  pitch=0.0, roll=0.0, smoothing=0.5, side_by_side=False, output="photo", watermark=True, box=None,
-                 progress=gr.Progress()):  # noqa: B008
-        """Animate photos (`source`) or a saved `avatar` with the motion of the `driving` video: the options of
-        `heads animate`, by the same names (`box`: "x0 y0 x1 y1", or empty); returns (video, notes, avatar)."""
+                 audio="source", progress=gr.Progress()):  # noqa: B008
+        """Animate photos (`source`), a saved `avatar` or a video of the person (`source`: one video; `audio`: whose
+        audio the result carries) with the motion of the `driving` video: the options of `heads animate`, by the
+        same names (`box`: "x0 y0 x1 y1", or empty); returns (video, notes, avatar)."""
         # The parameter names are the API's keywords (gradio_client sees them): keep them those of AnimateConfig.
         if not driving:
             raise gr.Error("Add a driving video: upload a clip or record one with the webcam.")
         if not source and not avatar:
-            raise gr.Error("Add one to 32 photos of the person (or a painting), or an avatar file saved earlier.")
+            raise gr.Error("Add one to 32 photos of the person (or a painting), a video of them, or an avatar file "
+                           "saved earlier.")
         _prune()
         run = Path(tempfile.mkdtemp(prefix="run-", dir=OUTPUTS))
         with _told("animation"):
@@ -137,7 +144,7 @@ class Animator:
                 renderer=renderer, finetune_steps=int(finetune_steps or 0), mode=mode, eyes_strength=eyes_strength,
                 mouth_strength=mouth_strength, pose_strength=pose_strength, eyes=eyes, mouth=mouth, yaw=yaw,
                 pitch=pitch, roll=roll, smoothing=smoothing, side_by_side=side_by_side, output=output,
-                watermark=watermark, limits=self.limits, progress=False,
+                watermark=watermark, audio=audio, limits=self.limits, progress=False,
             )
             result = self.pipeline.run(config, _report(progress))
         notices = [public(n) for n in result.notices]
@@ -183,6 +190,35 @@ class Editor:
         return str(edited.image)
 
 
+class Live:
+    """The Live tab's stream handler: each webcam frame the browser sends -> the portrait moved as the face in it
+    moved since the stream's first frame (`demo.live`). Gradio runs one job per browser session and hands it the
+    newest frame only, overwriting a frame that waits, so a slow server shows fewer frames rather than falling
+    behind. The session lives in the page's `gr.State`, made again when the photos change."""
+
+    def __init__(self, pipeline: Pipeline, limits: LimitsConfig):
+        self.pipeline, self.limits = pipeline, limits
+
+    def __call__(self, frame, source, watermark, state):
+        if frame is None:
+            return gr.skip(), gr.skip(), state
+        if not source:
+            raise gr.Error("Add a photo of the person (or a painting) first, then start the webcam.",
+                           print_exception=False)
+        key = (tuple(source), bool(watermark))
+        if state is None or state[0] != key:
+            with _told("live mode"):  # personalization: once per person (and cached by the pipeline)
+                config = LiveConfig(source=key[0], watermark=key[1], limits=self.limits)
+                persona, notices = self.pipeline.personalize(config.personalization())
+                state = (key, LiveSession(persona, config, self.pipeline.detector), notices)
+        _, session, notices = state
+        shown = session.step(frame)
+        face = "" if shown.found else " · **no face in view**: showing the last frame"
+        notes = [f"{session.frames_per_second:.1f} frames/s · {1e3 * shown.total:.0f} ms a frame · "
+                 f"{session.persona.description}{face}", *(public(n) for n in notices)]
+        return shown.image, "\n\n".join(notes), state
+
+
 def _controls(pose: bool) -> list:
     """The retargeting controls' widgets (`faces.motion.Controls`, with its defaults), in rows, in the order of the
     handlers' parameters: the strengths (and the head-motion strength where there is a driver's head motion to
@@ -220,8 +256,10 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
         with gr.Tab("Animate"):
             with gr.Row():
                 with gr.Column():
-                    photos = gr.File(label=f"Photos of one person (1–{limits.max_photos}) or a painting",
-                                     file_count="multiple", file_types=["image"], elem_id="photos")
+                    # A video here is video-to-video (AnimateConfig.source_video): one upload, one `source` keyword.
+                    photos = gr.File(label=f"Photos of one person (1–{limits.max_photos}) or a painting, or one "
+                                     "video of them (video-to-video)", file_count="multiple",
+                                     file_types=["image", "video"], elem_id="photos")
                     with gr.Accordion("No face found? (paintings, drawings)", open=False):
                         box = gr.Textbox(label="Face box (x0 y0 x1 y1)", placeholder="e.g. 120 80 380 400",
                                          info="The face's box in pixels of the photo: left, top, right, bottom.",
@@ -263,6 +301,9 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
                     side_by_side = gr.Checkbox(label="Side by side: driving | landmarks | result")
                     output = gr.Radio([("Whole photo", "photo"), ("Face crop", "face")], value="photo", label="Output")
                     watermark = gr.Checkbox(value=True, label="Visible 'synthetic' watermark")
+                    audio = gr.Radio([("The source video's", "source"), ("The driving video's", "driver")],
+                                     value="source", label="Audio (video-to-video)",
+                                     info="With photos, the driving video's audio is used.")
             button = gr.Button("Animate", variant="primary", elem_id="animate")
             # Events that only move widgets stay off the API ("private"): programs get /animate and /edit.
             personalization.change(_steps, [personalization, photos], steps, api_visibility="private")
@@ -272,7 +313,7 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
             button.click(
                 gpu(Animator(pipeline, limits)),
                 [driving, photos, avatar, renderer, steps, mode, *controls, smoothing, side_by_side, output, watermark,
-                 box],
+                 box, audio],
                 [video, notes, avatar_out],
                 api_name="animate",
                 concurrency_limit=CONCURRENCY,
@@ -303,6 +344,27 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
                 Editor(pipeline, limits), [still, frame, *still_controls, still_watermark, still_box], edited,
                 api_name="edit", concurrency_limit=CONCURRENCY,
             )
+        with gr.Tab("Live"):
+            gr.Markdown("The portrait follows your face in real time. Add a photo, then start the webcam: its first "
+                        f"frame is taken to show the photo's expression (a new start, or a pause, starts over). "
+                        f"Frames render as fast as the server can, dropping the ones it cannot; a stream lasts "
+                        f"{LIVE_SECONDS} s.")
+            with gr.Row():
+                with gr.Column():
+                    live_photos = gr.File(label="Photos of one person or a painting", file_count="multiple",
+                                          file_types=["image"], elem_id="live-photos")
+                    live_watermark = gr.Checkbox(value=True, label="Visible 'synthetic' watermark")
+                with gr.Column():
+                    camera = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy",
+                                      elem_id="live-camera")
+                with gr.Column():
+                    live = gr.Image(label="Live", format="jpeg", interactive=False, elem_id="live-result")
+                    live_notes = gr.Markdown(elem_classes=["notes"], elem_id="live-notes")
+            live_state = gr.State(None, time_to_live=KEEP_SECONDS)
+            # UI-only, as the page's other widget events: programs have /animate and /edit.
+            camera.stream(Live(pipeline, limits), [camera, live_photos, live_watermark, live_state],
+                          [live, live_notes, live_state], stream_every=LIVE_EVERY, time_limit=LIVE_SECONDS,
+                          concurrency_limit=LIVE_SESSIONS, show_progress="hidden", api_visibility="private")
     return app
 
 

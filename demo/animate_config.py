@@ -9,6 +9,7 @@ one name, one default and one check for each, wherever it is set.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from base.errors import ConfigError
@@ -19,14 +20,29 @@ Renderer = Literal["auto", "neural", "warp"]
 Precision = Literal["auto", "fp32", "int8", "fp16"]  # generator variants (animate, bench animate)
 
 
+def _is_video(path: str) -> bool:
+    """Whether a source file is a video, by its extension (an upload keeps its own): a video is not read as a photo."""
+    from faces.video import VIDEO_SUFFIXES  # here, not at the top: importing this module stays light (no PyAV)
+
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
 @dataclass(frozen=True)
 class AnimateConfig(Controls):
-    """Animate one person (1-32 photos, a painting, or a saved avatar) with the motion of a driving video."""
+    """Animate one person (1-32 photos, a painting, a saved avatar, or a video of them) with the motion of a driving
+    video."""
 
     driving: str
-    """Driving video (mp4, mov, webm, ...); its audio is carried into the result."""
+    """Driving video (mp4, mov, webm, ...); its audio is carried into the result (with a source video: see --audio)."""
     source: tuple[str, ...] = ()
-    """1 to 32 photos of one person, or one painting (JPEG, PNG, WebP). The first one is the face that moves."""
+    """1 to 32 photos of one person, or one painting (JPEG, PNG, WebP). The first one is the face that moves. Or one
+    video of the person (mp4, mov, webm, ...: told by its extension): video-to-video, where each output frame is the
+    source frame at the same time, its head motion and background kept, with the driver's expression applied
+    (relative, by the warp); the result has the source video's length and frame rate. Its head moves as the source's
+    does (--pose-strength has no part), and its eyes look where the source's look (--gaze has no part)."""
+    audio: Literal["source", "driver"] = "source"
+    """Video-to-video: the audio the result carries, the source video's or the driving clip's. With photos the
+    driving clip's audio is always used."""
     out: str = "animated.mp4"
     """Output mp4 (H.264, yuv420p: plays in browsers)."""
     avatar: str | None = None
@@ -101,6 +117,30 @@ class AnimateConfig(Controls):
             raise ConfigError("box must be x0 y0 x1 y1 with x1 > x0 and y1 > y0")
         if not 64 <= self.max_side <= 4096 or not 64 <= self.resolution <= 2048:
             raise ConfigError("max_side must be in 64..4096 and resolution in 64..2048")
+        if self.audio not in ("source", "driver"):
+            raise ConfigError(f"audio must be source or driver, got {self.audio!r}")
+        self._check_video_source()
+
+    @property
+    def source_video(self) -> str | None:
+        """The source video, when the source is one (video-to-video), else None: the one place that tells."""
+        return self.source[0] if len(self.source) == 1 and _is_video(self.source[0]) else None
+
+    def _check_video_source(self) -> None:
+        """A source video is warped frame by frame onto its own head motion: the options that need photos (a model,
+        an avatar, a face box) or another motion (absolute landmarks, a face crop that would follow the head) do not
+        apply, and are refused rather than silently ignored."""
+        if self.source_video is None:
+            if any(_is_video(s) for s in self.source):
+                raise ConfigError("a source video is animated on its own: pass one video, or photos only")
+            return
+        refused = {"avatar": self.avatar is not None, "renderer neural": self.renderer == "neural",
+                   "finetune_steps": self.finetune_steps > 0, "box": self.box is not None,
+                   "mode absolute": self.mode == "absolute", "output face": self.output == "face"}
+        named = [name for name, given in refused.items() if given]
+        if named:
+            raise ConfigError(f"video-to-video (a source video) warps each source frame: {', '.join(named)} cannot "
+                              "be used with it")
 
     def motion(self) -> MotionConfig:
         """How the driver's motion reaches the photo's landmarks (`faces.motion.retarget`)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import importlib.util
+import math
 import shutil
 import tempfile
 import threading
@@ -34,17 +35,19 @@ from demo.engine import Engine, SessionSettings
 from demo.identity import IdentityMeter, IdentityScore
 from demo.limits import cut_notice, driving_info
 from demo.renderers import ModelFolder, NeuralRenderer, RefiningRenderer, WarpRenderer
+from demo.video_source import FADE_SECONDS, SourceVideoRenderer, at_times, source_frames
 from demo.weights import requested, resolve_weights, weights_label
 from faces.config import DetectorConfig, LimitsConfig, SmoothingConfig
 from faces.crop import CropTransform
 from faces.detect import DetectorUnavailable, LandmarkDetector, load_detector
 from faces.image_io import ImageError, load_image
 from faces.landmark_image import draw_landmarks
-from faces.motion import retarget, retarget_irises, retarget_still
+from faces.motion import retarget, retarget_irises, retarget_still, retarget_video
 from faces.smoothing import smooth_irises, smooth_landmarks
 from faces.source_faces import Crops, SourceFace, check_file, crop_pupils, crops, load_faces, with_irises
 from faces.track import FaceTracker
 from faces.video import VideoError, VideoReader, VideoWriter
+from faces.watermark import WATERMARK
 
 IDENTITY_FRAMES = 8  # result frames scored for identity, evenly spread over the clip
 REPORT_EVERY = 0.25  # seconds between progress reports within a stage
@@ -54,7 +57,7 @@ REPORT_EVERY = 0.25  # seconds between progress reports within a stage
 class Progress:
     """One progress report: `done` of `total` units (None: unknown yet) of a stage, and the time it has taken."""
 
-    stage: str  # "faces", "personalizing", "fine-tuning", "landmarks", "rendering"
+    stage: str  # "faces", "personalizing", "fine-tuning", "source" (video-to-video), "landmarks", "rendering"
     done: int
     total: int | None
     elapsed: float  # seconds since the stage began
@@ -92,7 +95,7 @@ class _Stage:
 class Persona:
     """One person ready to animate: a renderer holding their face, and what the output is composed from."""
 
-    renderer: WarpRenderer | NeuralRenderer | RefiningRenderer
+    renderer: WarpRenderer | NeuralRenderer | RefiningRenderer | SourceVideoRenderer
     description: str  # e.g. "neural, feed-forward from 3 photos"
     canvas: Canvas | None  # the first photo, where faces go back (whole-photo output); None: the face crop alone
     avatar: Path | None = None  # the personalised .onnx behind a neural renderer, when one was written or loaded
@@ -387,19 +390,23 @@ class Pipeline:
     # -------------------------------------------------------------------------------------------------- animation
 
     def _track(self, path: Path, cap: int, total: int | None, progress: ProgressCallback | None,
-               timings: _Timings, backend: str | None = None) -> tuple[np.ndarray, list[int], bool, np.ndarray | None]:
+               timings: _Timings, backend: str | None = None, what: str = "driving video",
+               max_side: int | None = None) -> tuple[np.ndarray, list[int], bool, np.ndarray | None]:
         """Pass 1: the driver's raw landmark track (T, 68, 2) with gaps filled, where new tracks start, whether
         the clip had frames beyond `cap` (decoding one more tells, for clips that do not state their length), and
         the iris centres (T, 2, 2) when the detector (the pipeline's own, or `backend`) saw them in every frame it
-        found the face in (else None)."""
-        stage = _Stage(progress, "landmarks", total)
+        found the face in (else None). A source video (`what`) is tracked in its frames as the output shows them
+        (shrunk to `max_side`), and reports as the stage "source"."""
+        stage = _Stage(progress, "landmarks" if max_side is None else "source", total)
         points: list[np.ndarray | None] = []
         pupils: list[np.ndarray | None] = []
         starts: list[int] = []
         truncated = False
         with self.detector(backend) as detector, VideoReader(path) as reader:
             tracker = FaceTracker(detector)
-            for _, frame in timings.iterate("decode", reader.sample(max_frames=cap + 1)):
+            frames = (reader.sample(max_frames=cap + 1) if max_side is None
+                      else enumerate(source_frames(reader, max_side, cap + 1)))
+            for _, frame in timings.iterate("decode", frames):
                 if len(points) == cap:
                     truncated = True
                     break
@@ -413,8 +420,8 @@ class Pipeline:
         stage(len(points), force=True)
         found = [i for i, p in enumerate(points) if p is not None]
         if not found:
-            raise InputError("No face was found in the driving video: record or upload a clip in which one face is "
-                             "clearly visible.")
+            raise InputError(f"No face was found in the {what}: record or upload a clip in which one face is clearly "
+                             "visible.")
         for i, p in enumerate(points):  # hold the nearest detection through frames where the face was lost
             if p is None:
                 nearest = min(found, key=lambda j: abs(j - i))
@@ -429,15 +436,21 @@ class Pipeline:
         targets (T, 68, 2), and their iris centres (T, 2, 2) when the driver's `irises` and the photo's are known
         (else None)."""
         smoothing = _smoothing(config.smoothing)
-        edges = [*breaks, len(track)]
-        pieces = list(zip(edges, edges[1:], strict=False))
-        smooth = np.concatenate([smooth_landmarks(track[a:b], fps, smoothing) for a, b in pieces]).astype(np.float64)
+        pieces = _pieces(breaks, len(track))
+        smooth = self._smoothed(track, breaks, fps, config)
         motion = config.motion()
         targets = retarget(smooth, source, motion)
         if irises is None or source_irises is None:
             return targets, None
         gaze = np.concatenate([smooth_irises(track[a:b], irises[a:b], smooth[a:b], fps, smoothing) for a, b in pieces])
         return targets, retarget_irises(smooth, gaze, source, source_irises, targets, motion)
+
+    @staticmethod
+    def _smoothed(track: np.ndarray, breaks: list[int], fps: float, config: AnimateConfig) -> np.ndarray:
+        """The driver's track (T, 68, 2) smoothed piece by piece: never across a break, where a new track starts."""
+        smoothing = _smoothing(config.smoothing)
+        pieces = _pieces(breaks, len(track))
+        return np.concatenate([smooth_landmarks(track[a:b], fps, smoothing) for a, b in pieces]).astype(np.float64)
 
     def animate(self, persona: Persona, config: AnimateConfig, progress: ProgressCallback | None = None,
                 notices: list[str] | None = None) -> Result:
@@ -470,12 +483,13 @@ class Pipeline:
 
     def _render(self, persona: Persona, config: AnimateConfig, driving: Path, fps: float, targets: np.ndarray,
                 progress: ProgressCallback | None, timings: _Timings, notices: list[str],
-                irises: np.ndarray | None = None) -> Result:
-        """Pass 2: decode again, render in batches, compose, encode; the audio is copied from the driving clip.
-        `irises` (T, 2, 2), the targets' iris centres, go to a renderer that moves irises."""
+                irises: np.ndarray | None = None, audio: Path | None = None) -> Result:
+        """Pass 2: decode again, render in batches, compose, encode; the audio is copied from the driving clip (or
+        from `audio`). `irises` (T, 2, 2), the targets' iris centres, go to a renderer that moves irises. The
+        side-by-side view holds the driving clip's last frame where it is shorter than the targets (a source video)."""
         renderer, out = persona.renderer, Path(config.out)
         count = len(targets)
-        if config.output == "photo" and persona.canvas is None:
+        if config.output == "photo" and persona.canvas is None and config.source_video is None:
             notices.append("Whole-photo output needs the source photo: the face crop is shown instead.")
         meter = None
         scored = set()
@@ -485,10 +499,11 @@ class Pipeline:
             scored = set(np.linspace(0, count - 1, min(IDENTITY_FRAMES, count)).round().astype(int).tolist())
         stage = _Stage(progress, "rendering", count)
         done = 0
-        with VideoReader(driving) as reader, VideoWriter(out, fps, audio_from=driving) as writer, \
+        with VideoReader(driving) as reader, \
+                VideoWriter(out, fps, audio_from=audio or driving, watermark=WATERMARK) as writer, \
                 _Encoder(writer, timings) as encoder:
             # Only the side-by-side view shows the driving frames: otherwise pass 2 need not decode them again.
-            frames = (timings.iterate("decode", (f for _, f in reader.sample(max_frames=count)))
+            frames = (_held(timings.iterate("decode", (f for _, f in reader.sample(max_frames=count))), count)
                       if config.side_by_side else repeat(None, count))
             for batch in _batches(frames, config.batch):
                 points = targets[done : done + len(batch)]
@@ -513,7 +528,9 @@ class Pipeline:
             encoder.finish()
         stage(done, force=True)
         with timings("encode"):
-            tag_synthetic(out)
+            unsigned = tag_synthetic(out)
+        if unsigned is not None:
+            notices.append(unsigned)
         avatar = None
         if config.save_avatar:
             made = self.avatar_file(persona, config)
@@ -547,7 +564,8 @@ class Pipeline:
         image = persona.compose(face)
         if config.watermark:
             image = watermark(image)
-        return Edited(save_still(Path(config.out), image), notices)
+        path, unsigned = save_still(Path(config.out), image)
+        return Edited(path, notices + [unsigned] * (unsigned is not None))
 
     def _frame_face(self, path: Path, limits: LimitsConfig, backend: str | None) -> tuple[np.ndarray,
                                                                                            np.ndarray | None]:
@@ -573,8 +591,54 @@ class Pipeline:
             pupils = None
         return faces[0].points.astype(np.float64), None if pupils is None else pupils.astype(np.float64)
 
+    # --------------------------------------------------------------------------------------------- video-to-video
+
+    def animate_video(self, config: AnimateConfig, progress: ProgressCallback | None = None) -> Result:
+        """Video-to-video (`config.source_video`): the source video's frames, each with the driver's expression at
+        the same time (`faces.motion.retarget_video`, by the warp), into `config.out`. The result has the source's
+        length (up to the limits) and frame rate, and its audio (`config.audio`: or the driving clip's). A driving
+        clip longer than the source is cut to it; after a shorter one ends, the source plays on as it was."""
+        notices: list[str] = []
+        timings = _Timings()
+        start = time.perf_counter()
+        source, driving = Path(config.source_video or ""), Path(config.driving)
+        info, cap, cut = driving_info(source, config.limits, "source video")
+        drive, drive_cap, _ = driving_info(driving, config.limits)  # both checked before any work
+        notices += cut
+        try:
+            total = min(cap, info.frames) if info.frames else None
+            points, _, truncated, _ = self._track(source, cap, total, progress, timings, what="source video",
+                                                  max_side=config.max_side)
+            if truncated and not cut:
+                notices.append(cut_notice(cap, info.fps, "source video"))
+            count = len(points)
+            wanted = min(drive_cap, math.ceil(count * drive.fps / info.fps) + 1)  # the driver over the source's time
+            track, breaks, _, _ = self._track(driving, wanted, min(wanted, drive.frames or wanted), progress,
+                                              timings)
+            with timings("motion"):
+                driver = at_times(self._smoothed(track, breaks, drive.fps, config), drive.fps, info.fps, count)
+                targets = retarget_video(driver, points, config.motion(), fade=round(FADE_SECONDS * info.fps))
+            if len(driver) < count:
+                notices.append(f"The driving video is shorter than the source video: its expression ends at "
+                               f"{len(driver) / info.fps:.1f} s, and the source plays on as it was.")
+            audio, sound = (source, info) if config.audio == "source" else (driving, drive)
+            if not sound.has_audio:
+                notices.append(f"The {'source' if config.audio == 'source' else 'driving'} video has no audio "
+                               "track, so the result is silent.")
+            with SourceVideoRenderer(source, points, config.max_side) as renderer:
+                persona = Persona(renderer, f"warp of the source video ({count} frames)", None)
+                result = self._render(persona, config, driving, info.fps, targets, progress, timings, notices,
+                                      audio=audio)
+        except VideoError as error:
+            raise InputError(f"A video could not be decoded to the end: {error}") from None
+        result.wall = time.perf_counter() - start
+        return result
+
     def run(self, config: AnimateConfig, progress: ProgressCallback | None = None) -> Result:
-        """Personalize, then animate: everything `heads animate` and the app's button do."""
+        """Personalize, then animate: everything `heads animate` and the app's button do (video-to-video, where the
+        source is a video: `animate_video`)."""
+        if config.source_video is not None:
+            return self.animate_video(config, progress)
         driving_info(config.driving, config.limits)  # a bad clip fails now, not after minutes of fine-tuning
         persona, notices = self.personalize(config, progress)
         return self.animate(persona, config, progress, notices)
@@ -611,6 +675,23 @@ class _Encoder:
         for future in self._pending:  # on an error elsewhere: drop what has not started
             future.cancel()
         self._pool.shutdown(wait=True)
+
+
+def _pieces(breaks: list[int], length: int) -> list[tuple[int, int]]:
+    """The continuous pieces [a, b) of a track of `length` frames that starts new tracks at `breaks`."""
+    edges = [*breaks, length]
+    return list(zip(edges, edges[1:], strict=False))
+
+
+def _held(items, count: int) -> Iterator:
+    """`count` items: those of `items`, then its last one repeated (None if it had none)."""
+    last = None
+    for last in items:
+        if count == 0:
+            return
+        count -= 1
+        yield last
+    yield from repeat(last, count)
 
 
 def _batches(items, size: int) -> Iterator[list]:

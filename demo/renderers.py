@@ -117,8 +117,8 @@ class RefiningRenderer:
         landmarks = np.stack([draw_landmarks(t, self.engine.resolution) for t in inner])
         guide = np.stack([pack_guide(self._guide(t)) for t in inner])
         layers = self.engine.refine(landmarks, guide)  # (B, r, r, 4)
-        for layer, points, one in zip(layers, inner, guide, strict=True):
-            layer[..., 3] *= refine_region(points, one[..., 3] > 0)  # α counts only where the warp fails
+        for layer, points in zip(layers, inner, strict=True):
+            layer[..., 3] *= refine_region(points, layer.shape[:2])  # α counts only where the warp fails
         return np.stack(frames_in_parallel(lambda t, layer: self.view.add(layer, self._warp.image(t)),
                                            list(targets), list(layers)))
 

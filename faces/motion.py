@@ -283,17 +283,70 @@ def retarget(
     to_source = fit_similarity(d_ref[STABLE], source[STABLE])  # driver reference -> source, rigid part only
     from_source = invert_affine(to_source)
     centre = source[STABLE].mean(0)
-    strength = np.full((NUM_POINTS, 1), config.mouth_strength)
-    strength[EYES_PART] = config.eyes_strength
+    strength = _strengths(config)
     out = np.empty_like(driver)
     for t, frame in enumerate(driver):
-        pose = fit_similarity(d_ref[STABLE], frame[STABLE])  # head motion since the reference, driver coords
-        residual = apply_affine(invert_affine(pose), frame) - d_ref  # non-rigid motion in the reference pose
+        pose, residual = _pose_and_expression(d_ref, frame)
         expression = residual @ to_source[:, :2].T  # offsets rotated and scaled into the source frame
         pose_in_source = compose(to_source, compose(pose, from_source))
         head = _scaled_similarity(pose_in_source, centre, config.pose_strength)
         out[t] = apply_affine(head, source + strength * expression)
     return adjust(out, source, config)
+
+
+def _strengths(config: MotionConfig) -> np.ndarray:
+    """(68, 1) share of the driver's expression each point takes: `eyes_strength` on `EYES_PART`, else
+    `mouth_strength`."""
+    strength = np.full((NUM_POINTS, 1), config.mouth_strength)
+    strength[EYES_PART] = config.eyes_strength
+    return strength
+
+
+def _pose_and_expression(reference: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A driver frame (68, 2) split against its `reference` frame: the head's motion since then (a (2, 3) similarity
+    fitted on the `STABLE` points, driver pixels) and the non-rigid rest (68, 2), offsets in the reference's pose."""
+    pose = fit_similarity(reference[STABLE], frame[STABLE])
+    return pose, apply_affine(invert_affine(pose), frame) - reference
+
+
+def retarget_video(
+    driver: np.ndarray,
+    sources: np.ndarray,
+    config: MotionConfig = MotionConfig(),
+    reference: int | None = None,
+    fade: int = 0,
+) -> np.ndarray:
+    """Driver track (T, 68, 2) and a source video's own track (S, 68, 2) -> (S, 68, 2) targets, one per source frame.
+
+    Video-to-video: each source frame keeps its own head pose and face (its landmarks as they are) and takes the
+    driver's expression alone: `retarget`'s relative offsets since the driver's reference frame (per-part strengths
+    included), rotated and scaled into that frame's pose by the similarity of the driver's reference onto it. The
+    driver's head motion is not applied (`pose_strength` has no part here): the head moves as the source's does.
+    Source frame t takes driver frame t (give the driver already sampled at the source's times); past the driver's
+    end its last expression eases back to none over `fade` frames, and the source plays on as it was, rather than
+    freezing mid-word or jumping back to the driver's start. Holds and head-turn offsets come last, frame by frame
+    (`adjust`, against that frame's own face). Tracks are expected already smoothed (the source's need not be: the
+    warp moves each frame's pixels only by the offsets, so its own detection noise is not carried into motion).
+    """
+    driver = _check_track(driver)
+    sources = _check_track(sources)
+    if config.mode != "relative":
+        raise ValueError(f"video-to-video transfers expressions relative to the driver's reference: {config.mode!r}")
+    ref = reference_index(driver, config.reference) if reference is None else reference
+    if not -len(driver) <= ref < len(driver):
+        raise ValueError(f"reference frame {ref} is outside the track of {len(driver)} frames")
+    d_ref = driver[ref]
+    strength = _strengths(config)
+    residuals = np.stack([_pose_and_expression(d_ref, frame)[1] for frame in driver[: len(sources)]])
+    if len(residuals) < len(sources):  # the driver ended: its last expression fades out
+        after = np.arange(1, len(sources) - len(residuals) + 1)
+        ease = np.clip(1.0 - after / max(fade, 1), 0.0, 1.0)[:, None, None]
+        residuals = np.concatenate([residuals, ease * residuals[-1]])
+    out = np.empty_like(sources)
+    for t, (source, residual) in enumerate(zip(sources, residuals, strict=True)):
+        to_source = fit_similarity(d_ref[STABLE], source[STABLE])
+        out[t] = adjust((source + strength * (residual @ to_source[:, :2].T))[None], source, config)[0]
+    return out
 
 
 def retarget_irises(

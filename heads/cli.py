@@ -1,5 +1,5 @@
-"""`heads`: one command-line tool for every stage (prepare, train, finetune, evaluate, export, animate, edit, bench,
-space).
+"""`heads`: one command-line tool for every stage (prepare, train, finetune, evaluate, export, animate, edit, verify,
+bench, space).
 
 Each subcommand is a typed dataclass config (parsed with tyro, help text from the field comments) and one library
 function. Both are named by import path so that `heads --help` and torch-free commands never import torch.
@@ -88,6 +88,10 @@ COMMANDS: dict[str, Command] = {
         "export_onnx.config:AnimateBenchConfig", "export_onnx.bench_animate:bench_animate",
         "End-to-end frames/s of animate (decode, landmarks, adaptation, render, encode) per renderer, as JSON.",
     ),
+    "bench live": Command(
+        "export_onnx.bench_live:LiveBenchConfig", "export_onnx.bench_live:bench_live",
+        "Live mode's frames/s shown and latency, a clip of the media replayed as a camera in real time, as JSON.",
+    ),
     "bench warp": Command(
         "faces.bench_warp:WarpBenchConfig", "faces.bench_warp:bench_warp",
         "Milliseconds per frame of the piecewise-affine warp (maps and remap, 128 and 256 px), as JSON.",
@@ -95,6 +99,14 @@ COMMANDS: dict[str, Command] = {
     "bench soak": Command(
         "heads.soak:SoakConfig", "heads.soak:soak",
         "Concurrent gradio_client clients against the launched app: failures, latency, server memory, as JSON.",
+    ),
+    "verify": Command(
+        "heads.verify:VerifyConfig", "heads.verify:verify",
+        "Is an mp4 or PNG marked: its invisible watermark (share of frames, payload) and C2PA credentials.",
+    ),
+    "bench watermark": Command(
+        "faces.bench_watermark:WatermarkBenchConfig", "faces.bench_watermark:bench_watermark",
+        "Watermark found after CRF-28 re-encode and halving, false marks on real clips, ms/frame, SSIM, as JSON.",
     ),
     "space": Command(
         "heads.space:SpaceConfig", "heads.space:space",

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # `heads edit`'s (EditConfig's).
 API_PARAMETERS = ["driving", "source", "avatar", "renderer", "finetune_steps", "mode", "eyes_strength",
                   "mouth_strength", "pose_strength", "eyes", "mouth", "yaw", "pitch", "roll", "smoothing",
-                  "side_by_side", "output", "watermark", "box"]
+                  "side_by_side", "output", "watermark", "box", "audio"]
 EDIT_PARAMETERS = ["source", "driving", "eyes_strength", "mouth_strength", "eyes", "mouth", "yaw", "pitch", "roll",
                    "watermark", "box"]
 

@@ -20,7 +20,9 @@ import av
 import numpy as np
 import pytest
 
+from demo.compose import shrink
 from demo.example_media import DRIVING, PORTRAIT
+from faces.image_io import load_image
 from faces.video import VideoReader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -284,3 +286,72 @@ def test_app_animates_a_webcam_recording(server, browser, camera, tmp_path):
     print(f"screenshot: {screenshot}")
     assert state["error"] is None and state["duration"] > 0 and state["width"] > 0, state
     assert "Identity" in browser.find_element("id", "notes").text
+
+
+LIVE_FRAMES = 6  # distinct rendered frames the live test waits for
+
+
+def _live_frames(driver, log: Path, count: int) -> list[str]:
+    """The URLs of the first `count` distinct frames the Live tab's result shows, polled as they come back."""
+    seen: list[str] = []
+
+    def enough():
+        toasts = [t.text for t in driver.find_elements("css selector", ".toast-body") if "rror" in t.text]
+        assert not toasts, f"the app reported an error: {toasts}\n\napp log:\n{log.read_text()[-3000:]}"
+        src = driver.execute_script("const i = document.querySelector('#live-result img'); return i ? i.src : null;")
+        if src and src not in seen:
+            seen.append(src)
+        return len(seen) >= count
+
+    deadline = time.monotonic() + TIMEOUT
+    while not enough():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(seen)} live frames came back in {TIMEOUT} s\n\napp log:\n"
+                                 f"{log.read_text()[-3000:]}")
+        time.sleep(0.05)
+    return seen
+
+
+def _image(url: str) -> np.ndarray:
+    from PIL import Image
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return np.asarray(Image.open(response).convert("RGB")).astype(int)
+
+
+def test_live_mode_follows_the_fake_camera(server, browser, camera, media, tmp_path):
+    """Issue 20: the Live tab streams the fake camera (a real clip whose mouth opens) to the server, and rendered
+    frames of the photo come back to the page and change over time, the first of them the photo itself."""
+    from selenium.webdriver.common.by import By
+
+    url, log = server
+    photo = media / "LivePortrait/assets/examples/driving/d30.jpg"
+    with VideoReader(media / "LivePortrait/assets/examples/driving/d18.mp4") as reader:
+        _feed_camera(camera, (frame for i, frame in zip(range(90), reader, strict=False)))  # 3 s, then it loops
+    browser.get(url)
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#animate"), 60, "the page", browser, log)
+    browser.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Live')]").click()
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#live-photos input[type=file]"), 60, "the Live tab",
+          browser, log)
+    _upload(browser, "live-photos", photo)
+    # The stem: the page may break the file name before its extension.
+    _wait(lambda: photo.stem in browser.find_element(By.ID, "live-photos").text, 60, "the photo upload", browser, log)
+    live = browser.find_element(By.ID, "live-camera")
+    _wait(lambda: live.find_elements(By.CSS_SELECTOR, "[title='grant webcam access'] button"), 60,
+          "the webcam access button", browser, log)[0].click()
+    # The streaming webcam's start button: labelled "capture photo", showing "Record" (Gradio 6).
+    _wait(lambda: live.find_elements(By.CSS_SELECTOR, "button[aria-label='capture photo']"), 60,
+          "the webcam's start button", browser, log)[0].click()
+    start = time.monotonic()
+    frames = _live_frames(browser, log, LIVE_FRAMES)
+    seconds = time.monotonic() - start
+    notes = browser.find_element(By.ID, "live-notes").text
+    screenshot = tmp_path / "live.png"
+    browser.save_screenshot(str(screenshot))
+    print(f"{len(frames)} live frames in {seconds:.1f} s; notes: {notes!r}; screenshot: {screenshot}")
+    assert "frames/s" in notes and "warp" in notes, notes
+    first, *rest = (_image(src) for src in frames)
+    still, _ = shrink(load_image(photo), 512)  # the live mode's size
+    assert first.shape == still.shape
+    assert np.abs(first - still)[: still.shape[0] // 3].mean() < 3  # the photo (its top: no face motion), as JPEG
+    assert max(np.abs(image - first).mean() for image in rest) > 1.0  # the face moved

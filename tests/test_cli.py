@@ -26,6 +26,9 @@ BAD_VALUES: dict[str, list[str]] = {
     "edit": ["--source", "a.jpg", "--yaw", "90"],
     "bench animate": ["--frames", "1"],
     "bench warp": ["--frames", "0"],
+    "bench live": ["--seconds", "0"],
+    "bench watermark": ["SRC", "--clips", "0"],
+    "verify": ["FILE", "--max-frames", "0"],
     "space": ["OUT", "--title", ""],
     "convert-weights": ["--source", "vgg.pth", "--format", "vgg19-caffe", "--out", "vgg.pth"],
 }

@@ -21,8 +21,10 @@ from faces.config import LimitsConfig
 from faces.detect import load_detector
 from faces.image_io import load_image
 from faces.motion import eye_opening, mouth_opening
+from faces.provenance import verify
 from faces.source_faces import load_faces
 from faces.video import probe, read_frames
+from faces.watermark import PAYLOAD, WATERMARK
 
 pytestmark = pytest.mark.media
 
@@ -65,6 +67,7 @@ def test_warp_photo_and_clip_make_a_tagged_playable_mp4_with_audio(warp_pipeline
     metadata, streams = _container(result.video)
     assert ("video", "h264", "yuv420p") in streams and any(s[0] == "audio" for s in streams)
     assert metadata.get("comment") == SYNTHETIC_TAG
+    assert verify(result.video).share == 1.0  # the invisible watermark in every frame
     assert (info.width, info.height) == (720, 720)  # the whole photo, at its own size
     assert result.identity is not None and result.identity.same_person  # warping keeps the person
     rendering = [p for p in reports if p.stage == "rendering"]
@@ -365,14 +368,15 @@ def _edit(media: Path, out: Path, **changes) -> EditConfig:
 
 def test_editing_with_nothing_gives_the_photo_back(warp_pipeline, media, tmp_path):
     """No driving frame and default controls: the warp of the photo onto its own landmarks, which is the photo
-    itself (to rounding), as a PNG of its size tagged synthetic."""
+    itself (to rounding, under the invisible watermark), as a PNG of its size tagged synthetic."""
     edited = warp_pipeline.edit(_edit(media, tmp_path / "same.png", watermark=False))
     with Image.open(edited.image) as png:
         assert png.format == "PNG" and png.info.get("Comment") == SYNTHETIC_TAG
         image = np.asarray(png.convert("RGB"))
     photo = load_image(media / STILL)
     assert image.shape == photo.shape == (500, 375, 3)
-    assert np.abs(image.astype(int) - photo).max() <= 1
+    assert np.abs(image.astype(int) - WATERMARK.embed(photo)).max() <= 1
+    assert WATERMARK.read(image) == PAYLOAD
 
 
 def _mouth_box(detector, photo: Path) -> tuple[slice, slice]:
@@ -396,7 +400,7 @@ def test_editing_opens_the_mouth_of_a_still(warp_pipeline, detector, media, tmp_
     rows, cols = _mouth_box(detector, media / STILL)
     change = np.abs(image[rows, cols] - photo[rows, cols]).mean()
     assert change > (10 if how != "driving clip" else 0), change
-    np.testing.assert_array_equal(image[:60, :60], photo[:60, :60])
+    np.testing.assert_array_equal(image[:60, :60], WATERMARK.embed(photo.astype(np.uint8))[:60, :60])
 
 
 def test_editing_refuses_a_driving_file_that_is_neither_image_nor_video(warp_pipeline, media, tmp_path):

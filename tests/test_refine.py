@@ -1,6 +1,6 @@
 """Refining models (guidance "refine"): G's correction of the warp and its weight α added to the warp at the photo's own
-resolution, within the region where the warp fails. An untrained one must give the warp back exactly, in PyTorch and through ONNX, the engine and the app's
-pipeline; a trained α must change only the pixels it covers."""
+resolution, within the region where the warp fails. An untrained one must give the warp back exactly, in PyTorch
+and through ONNX, the engine and the app's pipeline; a trained α must change only the pixels it covers."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_the_correction_learns_from_the_first_step_and_only_within_the_region():
     assert not torch.equal(frame[..., R // 2 :, :], y[:, 3:6, R // 2 :, :])
 
 
-def test_the_region_is_the_inner_mouth_and_the_invalid_pixels_grown_and_feathered():
+def test_the_region_is_the_inner_mouth_grown_and_feathered():
     from faces.guide import REGION_MARGIN, refine_region
     from faces.motion import MEAN_FACE_3D
 
@@ -71,12 +71,10 @@ def test_the_region_is_the_inner_mouth_and_the_invalid_pixels_grown_and_feathere
     points = face / face.max() * 90 + 19  # a 128-px face
     points[66:68, 1] += 6  # the mouth open
     points[65, 1] += 6
-    valid = np.ones((128, 128), bool)
-    valid[:, :6] = False  # a disocclusion at the left edge
-    region = refine_region(points, valid)
+    region = refine_region(points, (128, 128))
     assert region.shape == (128, 128) and region.dtype == np.float32
     mouth = np.rint(points[60:68].mean(0)).astype(int)
-    assert region[mouth[1], mouth[0]] == 1.0 and (region[:, :6] == 1.0).all()
+    assert region[mouth[1], mouth[0]] == 1.0 and (region[:, :6] == 0.0).all()
     assert region[int(points[30, 1]), int(points[30, 0])] == 0.0  # the nose tip: the warp's
     assert region[int(points[36, 1]), int(points[36, 0])] == 0.0  # an eye corner
     ramp = region[mouth[1], mouth[0]:]  # from the mouth's centre to the right edge

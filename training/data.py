@@ -190,7 +190,7 @@ def with_guide(episode: dict) -> dict:
     with the mask), the target's inner mouth (`mouth`) and the region a refining G may change (`region`)."""
     points = episode["points"].double().numpy()
     guide = warp_guide(to_uint8(episode["frames"][1:]), points[1:], points[0])
-    region = torch.from_numpy(refine_region(points[0], guide[..., 3] > 0))[None]
+    region = torch.from_numpy(refine_region(points[0], guide.shape[:2]))[None]
     return {**episode, "guide": torch.from_numpy(guide).permute(2, 0, 1), "mouth": inner_mouth(points[0], guide),
             "region": region}
 

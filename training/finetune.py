@@ -95,11 +95,10 @@ def guides(frames: np.ndarray, points: np.ndarray, targets: np.ndarray, exclude_
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float()
 
 
-def regions(points: np.ndarray, guide: Tensor) -> Tensor:
+def regions(points: np.ndarray, size: int) -> Tensor:
     """(B, 1, R, R) regions a refining G's α counts in (`faces.guide.refine_region`), for (B, 68, 2) target
-    landmarks and their (B, 4, R, R) guides (channel 3: the warp's validity in [-1, 1])."""
-    valid = guide[:, 3].cpu().numpy() > 0
-    return torch.from_numpy(np.stack([refine_region(p, v) for p, v in zip(points, valid, strict=True)]))[:, None]
+    landmarks in R-px crops."""
+    return torch.from_numpy(np.stack([refine_region(p, (size, size)) for p in points]))[:, None]
 
 
 def avatar_guides(avatar: Avatar, points: np.ndarray | None) -> Tensor | None:
@@ -132,7 +131,7 @@ def render(networks: Networks, avatar: Avatar, landmark_images: np.ndarray, poin
         if not G.refines:
             out.append(to_uint8(G.render(g_in, psi)))
             continue
-        region = regions(pts, guide).to(device)
+        region = regions(pts, y.shape[-1]).to(device)
         base = g_in[:, 3:6] if warped is None else to_tensor(warped[i : i + batch]).to(device)
         out.append(to_uint8(composite(base, G.refinement(g_in, psi), region)))
     return np.concatenate(out)
@@ -247,7 +246,7 @@ def personalize(
     tuner = FineTuner(networks, e, settings)
     guide = guides(frames, points, points, exclude_self=True) if guided else None
     g_in = generator_input(y, guide)
-    region = regions(points, guide).to(g_in.device) if networks.cfg.refines else None
+    region = regions(points, g_in.shape[-1]).to(g_in.device) if networks.cfg.refines else None
     gen = torch.Generator().manual_seed(settings.seed)
     bar = tqdm(range(steps), disable=not progress, unit="step", desc=f"fine-tuning T={len(frames)}",
                dynamic_ncols=True)
