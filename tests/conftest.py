@@ -13,6 +13,22 @@ ROOT = Path(__file__).resolve().parents[1]
 MEDIA = Path(os.environ.get("HEADS_MEDIA", ROOT.parent / "shared" / "media"))
 
 
+@pytest.fixture(scope="module")
+def detector():
+    """The app's default landmark detector (dlib), loaded once per test module."""
+    from faces.detect import load_detector
+
+    return load_detector()
+
+
+@pytest.fixture(scope="module")
+def warp_pipeline():
+    """The app's pipeline with no model (the warp renderer), on the CPU, once per test module."""
+    from demo.pipeline import Pipeline
+
+    return Pipeline(weights=None, device="cpu")
+
+
 @pytest.fixture(scope="session")
 def media() -> Path:
     """The public media folder; in CI its absence is a failure, elsewhere a skip."""

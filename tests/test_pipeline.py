@@ -18,7 +18,6 @@ from demo.animate_config import AnimateConfig, EditConfig
 from demo.compose import SYNTHETIC_TAG
 from demo.pipeline import Pipeline, Progress
 from faces.config import LimitsConfig
-from faces.detect import load_detector
 from faces.image_io import load_image
 from faces.motion import eye_opening, mouth_opening
 from faces.provenance import verify
@@ -35,15 +34,6 @@ ANIMAL = f"{EXAMPLES}/source/s30.jpg"  # a shiba inu
 CLIP = f"{EXAMPLES}/driving/d18.mp4"  # 480 px, 30 fps, with audio
 FRAMES = 12
 
-
-@pytest.fixture(scope="module")
-def warp_pipeline() -> Pipeline:
-    return Pipeline(weights=None, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return load_detector()
 
 
 def _config(media: Path, out: Path, **changes) -> AnimateConfig:

@@ -13,9 +13,7 @@ import pytest
 from base.errors import ConfigError, InputError
 from demo.animate_config import AnimateConfig
 from demo.compose import shrink
-from demo.pipeline import Pipeline
 from faces.config import LimitsConfig
-from faces.detect import load_detector
 from faces.motion import MotionConfig, mouth_opening, retarget_video
 from faces.track import FaceTracker
 from faces.video import VideoWriter, probe, read_frames
@@ -26,15 +24,6 @@ DRIVER = f"{EXAMPLES}/driving/d18.mp4"  # a man, 480 px at 30 fps, head still, w
 TALKER = "SadTalker/examples/ref_video/WDA_KatieHill_000.mp4"  # a woman talking, 512 px at 25 fps, with speech
 SIDE = 640  # output long side: the source at a half of its size keeps each test within seconds
 
-
-@pytest.fixture(scope="module")
-def pipeline() -> Pipeline:
-    return Pipeline(weights=None, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return load_detector()
 
 
 def _track(detector, path: Path, side: int = 4096, frames: int | None = None) -> np.ndarray:
@@ -72,14 +61,14 @@ def _clip(path: Path, out: Path, frames: int, side: int) -> Path:
 
 @pytest.mark.media
 @pytest.mark.slow
-def test_a_source_video_keeps_its_head_motion_and_audio_and_takes_the_drivers_mouth(pipeline, detector, media,
+def test_a_source_video_keeps_its_head_motion_and_audio_and_takes_the_drivers_mouth(warp_pipeline, detector, media,
                                                                                      tmp_path):
     frames = 84  # the driver's mouth opens wide at 2.1 s and is open to the end, 2.8 s
     config = AnimateConfig(driving=str(media / DRIVER), source=(str(media / SOURCE),), out=str(tmp_path / "v2v.mp4"),
                            max_side=SIDE, identity_score=False, limits=LimitsConfig(max_frames=frames),
                            progress=False)
     assert config.source_video == str(media / SOURCE)
-    result = pipeline.run(config)
+    result = warp_pipeline.run(config)
     info = probe(result.video)
     assert result.frames == info.frames == frames and info.fps == pytest.approx(30.0)
     assert (info.width, info.height) == (SIDE, 360)  # the whole frame, shrunk to max_side
@@ -124,9 +113,9 @@ def test_heads_animate_with_a_source_video_and_the_drivers_audio(detector, media
 
 
 @pytest.mark.media
-def test_a_source_video_that_cannot_work_is_refused_clearly(pipeline, media, tmp_path):
+def test_a_source_video_that_cannot_work_is_refused_clearly(warp_pipeline, media, tmp_path):
     def run(source: Path, **changes) -> None:
-        pipeline.run(AnimateConfig(driving=str(media / DRIVER), source=(str(source),), out=str(tmp_path / "o.mp4"),
+        warp_pipeline.run(AnimateConfig(driving=str(media / DRIVER), source=(str(source),), out=str(tmp_path / "o.mp4"),
                                    identity_score=False, progress=False, **changes))
 
     noise = tmp_path / "noise.mp4"
@@ -182,7 +171,7 @@ def test_retarget_video_moves_expression_alone_and_fades_after_the_driver():
 
 @pytest.mark.media
 @pytest.mark.slow
-def test_the_apps_animate_handler_takes_a_source_video(pipeline, media, tmp_path, monkeypatch):
+def test_the_apps_animate_handler_takes_a_source_video(warp_pipeline, media, tmp_path, monkeypatch):
     """The Animate tab's handler (and so /animate) with one video as `source` and `audio` as its keyword: the
     source's length and audio come back, with no notice of a missing photo."""
     import importlib
@@ -194,7 +183,7 @@ def test_the_apps_animate_handler_takes_a_source_video(pipeline, media, tmp_path
     app = importlib.import_module("app")
     monkeypatch.setattr(app, "OUTPUTS", tmp_path)
     source = _clip(media / SOURCE, tmp_path / "me.mp4", 24, 480)
-    video, notes, avatar = app.Animator(pipeline, LimitsConfig())(str(media / DRIVER), source=[str(source)],
+    video, notes, avatar = app.Animator(warp_pipeline, LimitsConfig())(str(media / DRIVER), source=[str(source)],
                                                                   watermark=False, audio="source")
     info = probe(video)
     assert info.frames == 24 and info.has_audio and avatar is None
