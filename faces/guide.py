@@ -13,7 +13,7 @@ import numpy as np
 from faces.layout import GUIDE_CHANNELS, interocular
 from faces.warp import PiecewiseAffineWarp, Warped, nearest_source
 
-__all__ = ["GUIDE_CHANNELS", "pack_guide", "refine_region", "warp_guide"]
+__all__ = ["GUIDE_CHANNELS", "inner_mouth", "pack_guide", "refine_region", "warp_guide"]
 
 # The refining generator may change the warp only inside the target's inner-lip polygon, grown by REGION_MARGIN and
 # then ramped to 0 over REGION_FEATHER (both in interoculars, the distance between the eye centres: ~0.1 is the lips'
@@ -37,6 +37,14 @@ def warp_guide(images: np.ndarray, points: np.ndarray, target: np.ndarray) -> np
     return pack_guide(PiecewiseAffineWarp(images[best], points[best])(target))
 
 
+def inner_mouth(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) uint8 mask, 1 inside the inner-lip polygon (iBUG points 60–67) of (68, 2) pixel landmarks: where teeth
+    and the mouth's cavity show, which the warp of a closed-mouth source cannot."""
+    mask = np.zeros(size, np.uint8)
+    cv2.fillPoly(mask, [np.rint(points[60:68] * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    return mask
+
+
 def refine_region(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(H, W) float32 in [0, 1]: where a refining generator's α counts, for (68, 2) target landmarks in the pixels
     of an image of `size` (H, W).
@@ -51,8 +59,7 @@ def refine_region(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     `heads evaluate` and the app, so that all three composite through the same mask."""
     height, width = size
     scale = max(interocular(points), 1.0)
-    hard = np.zeros((height, width), np.uint8)
-    cv2.fillPoly(hard, [np.rint(points[60:68] * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    hard = inner_mouth(points, size)
     distance = cv2.distanceTransform(1 - hard, cv2.DIST_L2, 5)  # px to the nearest region pixel (0 inside)
     margin, feather = REGION_MARGIN * scale, max(REGION_FEATHER * scale, 1.0)
     return np.clip(1.0 - (distance - margin) / feather, 0.0, 1.0).astype(np.float32).reshape(height, width)

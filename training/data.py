@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from faces.guide import refine_region, warp_guide
+from faces.guide import inner_mouth, refine_region, warp_guide
 from faces.landmark_image import draw_landmarks
 
 
@@ -191,13 +191,7 @@ def with_guide(episode: dict) -> dict:
     points = episode["points"].double().numpy()
     guide = warp_guide(to_uint8(episode["frames"][1:]), points[1:], points[0])
     region = torch.from_numpy(refine_region(points[0], guide.shape[:2]))[None]
-    return {**episode, "guide": torch.from_numpy(guide).permute(2, 0, 1), "mouth": inner_mouth(points[0], guide),
+    mouth = torch.from_numpy(inner_mouth(points[0], guide.shape[:2]).astype(np.float32))[None]
+    return {**episode, "guide": torch.from_numpy(guide).permute(2, 0, 1), "mouth": mouth,
             "region": region}
 
-
-def inner_mouth(points: np.ndarray, like: np.ndarray) -> torch.Tensor:
-    """(1, R, R) float32 mask of the inner-lip polygon (iBUG points 60–67) of (68, 2) crop-pixel landmarks: where
-    teeth and the mouth's cavity show, which the warp of a closed-mouth source cannot."""
-    mask = np.zeros(like.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [np.rint(points[60:68] * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
-    return torch.from_numpy(mask.astype(np.float32))[None]
