@@ -34,6 +34,7 @@ from faces.detect import LandmarkDetector
 from faces.motion import Controls, MotionConfig, retarget
 from faces.smoothing import EXPRESSIVE, OneEuroFilter
 from faces.track import FaceTracker
+from faces.watermark import WATERMARK
 
 # Detection (dlib's HOG on the whole frame) costs several landmark fits; between detections the tracker fits in the
 # box predicted from the last frame, and re-detects at once when the face jumps in size. One detection every 30
@@ -149,8 +150,10 @@ class LiveSession:
             self._times.popleft()
 
     def _shown(self, face: np.ndarray) -> np.ndarray:
+        """The frame the page shows: the visible label where asked for, then the invisible mark, always, as in every
+        file the app writes (a screen recording of the live tab still reads as synthetic with `heads verify`)."""
         image = self.persona.compose(face)
-        return watermark(image) if self.config.watermark else image
+        return WATERMARK.embed(watermark(image) if self.config.watermark else image)
 
     def _smooth(self, points: np.ndarray, t: float) -> np.ndarray:
         """Online One-Euro filtering (it can only look back), with the lips and eyelids at a higher cut-off so that

@@ -25,6 +25,7 @@ from faces.image_io import load_image
 from faces.motion import mouth_opening
 from faces.source_faces import Crops
 from faces.video import VideoReader
+from faces.watermark import WATERMARK
 
 PHOTO = "LivePortrait/assets/examples/driving/d30.jpg"  # the mouth closed: an opening is the driver's
 CLIP = "LivePortrait/assets/examples/driving/d18.mp4"  # a still head, the mouth closed and then opening wide
@@ -71,7 +72,8 @@ def test_first_frame_gives_the_photo_back_and_a_pause_starts_over():
     session = _synthetic_session({1: still, 2: opened, 3: opened + 5.0})
     photo = session.persona.renderer.sources.frames[0]
     first = session.step(_frame(1), t=0.0)
-    assert first.found and np.array_equal(first.image, photo)  # the reference maps onto the photo exactly
+    # The reference maps onto the photo exactly (and every shown frame carries the invisible mark).
+    assert first.found and np.array_equal(first.image, WATERMARK.embed(photo))
     assert set(first.seconds) == {"landmarks", "motion", "render", "compose"}
     moved = session.step(_frame(2), t=0.1)
     assert moved.found and np.abs(moved.image.astype(int) - photo).mean() > 1  # the mouth opened
@@ -79,7 +81,7 @@ def test_first_frame_gives_the_photo_back_and_a_pause_starts_over():
     assert not lost.found and lost.image is moved.image
     # After a pause, the next face is the reference, whatever it shows: the photo again.
     again = session.step(_frame(3), t=5.0)
-    assert again.found and np.array_equal(again.image, photo)
+    assert again.found and np.array_equal(again.image, WATERMARK.embed(photo))
     assert np.allclose(session.reference, opened + 5.0)
 
 
@@ -139,7 +141,8 @@ def test_live_session_follows_the_driver_on_a_real_clip(media):
             assert shown.found, i
             if i == 0:
                 assert shown.image.shape == photo.shape
-                assert np.abs(shown.image.astype(int) - photo).mean() < 1.0  # the photo, to rounding
+                assert np.abs(shown.image.astype(int) - WATERMARK.embed(photo)).mean() < 1.0  # the photo, to rounding
+                assert WATERMARK.read(shown.image) == WATERMARK.config.payload  # marked, as every output is
             if i % 5 == 0:
                 driver.append(mouth_opening(detector.detect(frame)[0].points))
                 result.append(mouth_opening(detector.detect(shown.image)[0].points))
