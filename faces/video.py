@@ -16,10 +16,12 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from faces.watermark import Watermark
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".flv", ".wmv")
+YUV420 = ("yuv420p", "yuvj420p")  # 8-bit 4:2:0, what nearly every H.264/MPEG-4 file decodes to (see FrameRegion)
 
 
 class VideoError(Exception):
@@ -72,6 +74,8 @@ class VideoReader:
                 raise VideoError(f"{self.path}: the video stream has no frame size (codec {ctx.name!r}).")
             ctx.thread_count = threads
             ctx.thread_type = "AUTO"
+            self._threads = threads
+            self._reformatter = VideoReformatter()  # see `rgb`
             self._frames = self._container.decode(self._stream)
             self._first = self._next_frame(-1)
             if self._first is None:
@@ -115,11 +119,16 @@ class VideoReader:
 
     def sample(self, fps: float | None = None, max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """(source frame index, RGB frame) pairs, keeping at most one frame per 1/fps seconds (all when None)."""
+        for index, frame in self.decoded(fps, max_frames):
+            yield index, self.rgb(frame)
+
+    def decoded(self, fps: float | None = None, max_frames: int | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
+        """What `sample` keeps, as decoded frames not yet converted: `rgb` converts one, `region` keeps a part of one,
+        and a frame that is not wanted costs only its decoding."""
         if self._first is None:
             raise VideoError(f"{self.path}: a VideoReader is single-pass and was already read.")
         step = None if fps is None or fps >= self.info.fps else 1.0 / fps
         next_time, kept, index = 0.0, 0, 0
-        k = self.info.rotation // 90
         frame, self._first = self._first, None
         start = float(frame.time or 0.0)  # some containers (MPEG-PS) start their clock above zero
         while frame is not None and (max_frames is None or kept < max_frames):
@@ -127,14 +136,41 @@ class VideoReader:
             if step is None or t + 1e-6 >= next_time:
                 if step is not None:
                     next_time = max(next_time + step, t + step * 0.5)
-                image = frame.to_ndarray(format="rgb24")
-                yield index, (np.ascontiguousarray(np.rot90(image, k)) if k else image)
+                yield index, frame
                 kept += 1
             frame = self._next_frame(index)
             index += 1
         expected = self.info.frames if self._stream.frames else 0  # 0: the container does not count frames
         if frame is None and expected and index < 0.98 * expected - 2:
             raise VideoError(f"{self.path}: the video is truncated; only {index} of {expected} frames decode.")
+
+    def rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        """A decoded frame as upright (H, W, 3) uint8 RGB. One scaler serves the stream, on the reader's thread count:
+        batch workers pass 1, since a scaler per frame on ffmpeg's choice of threads (what `to_ndarray` does) cost
+        0.2-0.7 ms of CPU a frame more at 256-512 px."""
+        image = _to_rgb(self._reformatter, frame, self._threads)
+        k = self.info.rotation // 90
+        return np.ascontiguousarray(np.rot90(image, k)) if k else image
+
+    def region(self, frame: av.VideoFrame, box: tuple[int, int, int, int]) -> FrameRegion | None:
+        """The pixels of `box` (x0, y0, x1, y1: pixel edges in the frame) and a little more (see `FrameRegion.rgb`),
+        kept as YUV 4:2:0 (half the bytes of RGB) to be converted later, exactly as `rgb` would have; None when the
+        frame is not 8-bit 4:2:0 or the video is rotated."""
+        if (not _REGIONS or self.info.rotation or frame.format.name not in YUV420
+                or any(p.line_size <= 0 for p in frame.planes)):
+            return None
+        width, height = frame.width - frame.width % 2, frame.height - frame.height % 2
+        x0, x1 = _widen(max(0, box[0]), min(width, box[2]), 0, width)
+        y0, y1 = _widen(max(0, box[1]), min(height, box[3]), 0, height)
+        if x1 <= x0 or y1 <= y0 or x1 < min(box[2], frame.width) or y1 < min(box[3], frame.height):
+            return None  # an odd frame size: the last column or row has half a chroma sample, and is not kept
+        planes = []
+        for i, plane in enumerate(frame.planes[:3]):
+            a = np.frombuffer(plane, np.uint8, plane.line_size * plane.height).reshape(plane.height, plane.line_size)
+            s = 1 if i == 0 else 2
+            planes.append(a[y0 // s : y1 // s, x0 // s : x1 // s].copy())
+        return FrameRegion(x0, y0, planes[0], planes[1], planes[2], frame.format.name, frame.colorspace,
+                           frame.color_range)
 
     def close(self) -> None:
         self._container.close()
@@ -146,10 +182,118 @@ class VideoReader:
         self.close()
 
 
+def _reformat_takes_threads() -> bool:
+    try:
+        VideoReformatter().reformat(av.VideoFrame(2, 2, "yuv420p"), format="rgb24", threads=1)
+        return True
+    except TypeError:  # older PyAV
+        return False
+
+
+def _frame_tags_settable() -> bool:
+    """Whether a frame's colorspace and range can be set (older PyAV: no), which `FrameRegion` needs."""
+    try:
+        frame = av.VideoFrame(2, 2, "yuv420p")
+        frame.colorspace, frame.color_range = frame.colorspace, frame.color_range
+        return True
+    except (AttributeError, TypeError):
+        return False
+
+
+_REFORMAT_THREADS = _reformat_takes_threads()
+_REGIONS = _frame_tags_settable()
+
+
+def _to_rgb(reformatter: VideoReformatter, frame: av.VideoFrame, threads: int) -> np.ndarray:
+    if _REFORMAT_THREADS:
+        return reformatter.reformat(frame, format="rgb24", threads=threads).to_ndarray()
+    return reformatter.reformat(frame, format="rgb24").to_ndarray()  # ffmpeg's own thread count
+
+
+@dataclass(frozen=True, eq=False)
+class FrameRegion:
+    """A rectangle of one decoded 8-bit 4:2:0 frame (`VideoReader.region`): its planes, where it lies in the frame,
+    and what the scaler needs to convert it as it would have converted the whole frame."""
+
+    x: int  # the rectangle's left and top edges in the frame (even)
+    y: int
+    luma: np.ndarray  # (h, w) uint8
+    cb: np.ndarray  # (h / 2, w / 2) uint8
+    cr: np.ndarray
+    format: str
+    colorspace: int
+    color_range: int
+
+    @property
+    def width(self) -> int:
+        return self.luma.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.luma.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return self.luma.nbytes + self.cb.nbytes + self.cr.nbytes
+
+    def rgb(self, box: tuple[int, int, int, int] | None = None, scalers: dict | None = None,
+            threads: int = 1) -> tuple[np.ndarray, int, int]:
+        """(RGB of at least `box` (all of the region when None), its left edge, its top edge), in frame coordinates.
+        ffmpeg converts each 2x2 block of 4:2:0 from its own chroma sample, so this equals the same pixels of the
+        whole converted frame (`prepare` checks that once per clip). `scalers` keeps one scaler per size, since
+        setting one up for another size costs ~2 ms at 1080p; boxes are widened to multiples of 32 px (within the
+        region) so that few sizes occur."""
+        x0, y0, x1, y1 = box if box is not None else (self.x, self.y, self.x + self.width, self.y + self.height)
+        x0, x1 = _widen(x0, x1, self.x, self.x + self.width)
+        y0, y1 = _widen(y0, y1, self.y, self.y + self.height)
+        lx, ly, w, h = x0 - self.x, y0 - self.y, x1 - x0, y1 - y0
+        data = np.concatenate([
+            self.luma[ly : ly + h, lx : lx + w].ravel(),
+            self.cb[ly // 2 : (ly + h) // 2, lx // 2 : (lx + w) // 2].ravel(),
+            self.cr[ly // 2 : (ly + h) // 2, lx // 2 : (lx + w) // 2].ravel(),
+        ]).reshape(h * 3 // 2, w)
+        frame = av.VideoFrame.from_ndarray(data, format=self.format)
+        frame.colorspace, frame.color_range = self.colorspace, self.color_range
+        if scalers is None:
+            scaler = VideoReformatter()
+        else:
+            if (w, h) not in scalers and len(scalers) >= 16:
+                scalers.clear()
+            scaler = scalers.setdefault((w, h), VideoReformatter())
+        return _to_rgb(scaler, frame, threads), x0, y0
+
+
+def _widen(a0: int, a1: int, lo: int, hi: int, step: int = 32) -> tuple[int, int]:
+    """[a0, a1) widened to even edges and, room permitting, a length that is a multiple of `step`, within [lo, hi)
+    (lo and hi even)."""
+    a0, a1 = max(lo, a0 - a0 % 2), min(hi, a1 + a1 % 2)
+    length = min(hi - lo, -(-(a1 - a0) // step) * step)
+    a1 = min(hi, a0 + length)
+    return a1 - length, a1
+
+
 def probe(path: str | Path) -> VideoInfo:
     """Size, fps, frame count, rotation and audio presence without decoding more than one frame."""
     with VideoReader(path) as reader:
         return reader.info
+
+
+def header_size(path: str | Path) -> tuple[int, int, int]:
+    """(width, height, frame count) of a file's first video stream as its container states them, without decoding
+    (the count may be an estimate, or 0 when the container does not say): enough to plan work, e.g. which clips to
+    start first. (0, 0, 0) when the file cannot be opened."""
+    try:
+        with av.open(str(path), mode="r") as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or 25
+            frames = stream.frames
+            if not frames and stream.duration is not None and stream.time_base is not None:
+                frames = int(stream.duration * stream.time_base * rate)
+            elif not frames and container.duration is not None:
+                frames = int(container.duration / av.time_base * rate)
+            return stream.codec_context.width, stream.codec_context.height, int(frames or 0)
+    except Exception:  # only a plan: whatever is wrong with the file, its worker will say
+        return 0, 0, 0
 
 
 def read_frames(

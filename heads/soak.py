@@ -147,9 +147,10 @@ def _free_port() -> int:
 
 class Server:
     """app.py in its own process on a free local port, configured through the environment as on a Space; its
-    temporary files (uploads, results) go to a folder of this run."""
+    temporary files (uploads, results) go to a folder of this run. `python` runs it (default: this interpreter; the
+    Space test gives a fresh venv's)."""
 
-    def __init__(self, app: Path, work: Path, max_frames: int):
+    def __init__(self, app: Path, work: Path, max_frames: int, python: str | Path = sys.executable):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.temp = work / "server-tmp"
@@ -159,7 +160,7 @@ class Server:
                "GRADIO_TEMP_DIR": str(self.temp / "gradio"), "PYTHONUNBUFFERED": "1"}
         self.log = work / "server.log"
         with self.log.open("w") as log:
-            self.process = subprocess.Popen([sys.executable, str(app)], cwd=app.parent, env=env, stdout=log,
+            self.process = subprocess.Popen([str(python), str(app)], cwd=app.parent, env=env, stdout=log,
                                             stderr=subprocess.STDOUT)
         self.pid = self.process.pid
 

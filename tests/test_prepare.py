@@ -241,6 +241,75 @@ def test_two_workers_give_the_same_clips(prepared, source, tmp_path):
 
 
 @pytest.mark.media
+@pytest.mark.parametrize("budget, regions", [(2 << 20, True), (300 << 10, True), (2 << 20, False)])
+def test_frames_too_big_to_keep_give_the_same_clips(prepared, source, tmp_path, monkeypatch, budget, regions):
+    """Clips whose frames do not fit in memory whole (HD video): the tracker reads each frame converted only where it
+    looks, the first pass keeps a rectangle around the face (YUV, or RGB copies when regions are off) and, over the
+    budget, decodes the rest again. The clips come out byte for byte as from whole frames."""
+    import faces.prepare as module
+
+    monkeypatch.setattr(module, "FRAME_BUFFER_BYTES", budget)
+    if not regions:
+        monkeypatch.setattr(module.VideoReader, "region", lambda self, frame, box: None)
+    dst, _ = prepared
+    prepare(_config(source, tmp_path / "hd"))
+    for entry in _manifest(dst):
+        ours, theirs = tmp_path / "hd" / "clips" / entry["clip"], dst / "clips" / entry["clip"]
+        assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in theirs.iterdir())
+        for jpeg in theirs.glob("*.jpg"):
+            assert (ours / jpeg.name).read_bytes() == jpeg.read_bytes(), (entry["clip"], jpeg.name)
+        with np.load(ours / "landmarks.npz") as a, np.load(theirs / "landmarks.npz") as b:
+            assert all(np.array_equal(a[k], b[k]) for k in b.files)
+
+
+@pytest.mark.media
+def test_regions_convert_as_whole_frames(media):
+    """A rectangle kept as YUV 4:2:0 converts to the very RGB of the whole frame's conversion, at any position."""
+    from faces.video import VideoReader
+
+    with VideoReader(media / CLIPS["id10002/studio/00001.mp4"], threads=1) as reader:
+        _, frame = next(reader.decoded())
+        whole = reader.rgb(frame)
+        for box in [(0, 0, 480, 480), (1, 3, 100, 61), (301, 250, 479, 477), (2, 2, 4, 4)]:
+            region = reader.region(frame, box)
+            assert region.x <= box[0] and region.y <= box[1]
+            assert region.x + region.width >= box[2] and region.y + region.height >= box[3]
+            rgb, x, y = region.rgb(box, {})
+            assert np.array_equal(rgb, whole[y : y + rgb.shape[0], x : x + rgb.shape[1]])
+
+
+@pytest.mark.media
+def test_biggest_clips_start_first(source):
+    """With few clips per worker the biggest go first, so that no long clip starts when the others are done."""
+    from faces.prepare import _balanced
+    from faces.sources import find_sources
+
+    config = _config(source, source / "unused", workers=2)
+    order = [s.clip for s in _balanced(find_sources(source, images=True), config)]
+    assert order.index("id10002__studio__00001") < order.index("id10001__talk__00002") < order.index(
+        "id10001__talk__00001")
+
+
+@pytest.mark.media
+def test_hog_detector_is_cached_and_detects_the_same(media, tmp_path, monkeypatch):
+    """Workers load dlib's HOG detector from a cached binary (~2 ms) instead of rebuilding it (~0.3 s)."""
+    import dlib
+
+    from faces.dlib_landmarks import frontal_face_detector
+
+    monkeypatch.setenv("HEADS_CACHE", str(tmp_path))
+    built = frontal_face_detector(dlib)  # builds and caches it
+    assert len(list(tmp_path.glob("dlib-*-frontal_face_detector.svm"))) == 1
+    cached = frontal_face_detector(dlib)
+    for name in CLIPS.values():
+        gray = cv2.cvtColor(next(read_frames(media / name, max_frames=1)), cv2.COLOR_RGB2GRAY)
+        for upsample in (0, 1):
+            a, b = built.run(gray, upsample, -0.5), cached.run(gray, upsample, -0.5)
+            assert a[0] and [str(r) for r in a[0]] == [str(r) for r in b[0]]
+            assert list(a[1]) == list(b[1]) and list(a[2]) == list(b[2])
+
+
+@pytest.mark.media
 @pytest.mark.slow
 def test_bench_prepare_writes_json(media, tmp_path):
     out = tmp_path / "bench.json"
