@@ -49,7 +49,6 @@ from faces.layout import NUM_POINTS, interocular
 from faces.motion import (
     EYE_CORNERS,
     LOWER_LID,
-    STABLE,
     UPPER_LID,
     apply_affine,
     check_points,
@@ -71,11 +70,14 @@ _BLEND_STEPS = 8  # bisection steps for the share of the rigid source shape that
 # relaxation, and the most rounds before the whole shape is blended instead.
 _RELAX_STEP = 0.125
 _RELAX_ROUNDS = 64
-# The landmarks the head's similarity is fitted on: the stable ones (eye corners, nose). With the jaw line too, SSIM
-# at T = 1 on the 18 test clips of the prepared media rose further (0.576 -> 0.600, with `_relaxed`), but a jaw that
-# drops to open the mouth then moved the head's fit, and with it the hair and background: an edit that opened a
-# still's mouth shifted its far corner (tests/test_pipeline.py). A background that stays still comes first.
-_HEAD_POINTS = STABLE
+# The landmarks the head's similarity is fitted on, which the ring (hair, ears, neck) follows: the eye corners, the
+# nose's bridge and the jaw line's ends beside the ears. Points that stand out from the head's silhouette are left
+# out: the nose's lower half and tip swing sideways with a turn far more than the hair does, and a fit on them
+# dragged the hair along (on the 18 test clips of the prepared media at T = 1: SSIM 0.598 -> 0.610, LPIPS 1.139 ->
+# 1.093 against the eye corners and the whole nose, with the jaw's ends in both). The rest of the jaw is left out
+# too: it drops to open the mouth, which must not move the hair and background (an edit that opens a still's
+# mouth keeps its far corner exact, tests/test_pipeline.py; `faces.motion._JAW_DROP` never moves 0, 1, 15, 16).
+_HEAD_POINTS = np.array([36, 39, 42, 45, 27, 28, 0, 1, 15, 16])
 _FADE_SIDE = 1.0  # ring radii beyond the ring over which the head's motion fades out, sideways and above
 _FADE_DOWN = 1.0 / 3.0  # the same below the face: the neck follows the head only close to it ...
 _TORSO = 0.35  # ... and the torso takes this share of the head's motion,
@@ -396,9 +398,9 @@ class PiecewiseAffineWarp:
     """Built once per source image and its landmarks; call with target landmarks to get a `Warped`.
 
     The triangulation is fixed on the source points, so consecutive targets warp consistently; the ring points
-    follow the similarity that best aligns the stable source landmarks and the jaw line to the target (the head
-    moves with the
-    face), and outside the ring that motion fades out smoothly, faster below the face than beside and above it
+    follow the similarity that best aligns the source's eye corners, nose bridge and jaw ends to the target's
+    (`_HEAD_POINTS`: the head moves with the face), and outside the ring that motion fades out smoothly, faster
+    below the face than beside and above it
     (module docstring). `mouth` paints a mouth-interior where the target opens the mouth wider than the source
     shows it (`fill_mouth`). `irises` (2, 2), the source's iris centres (subject's right, left; NaN where unknown),
     let a call's target irises move them (`gaze_remap`).
@@ -659,7 +661,7 @@ class PiecewiseAffineWarp:
                 usable[box] = gather(table[7]) == 0
         if not masks:
             return map_x, map_y, None, None
-        # A source pixel covers ±0.5 around its centre; the reflected border (__call__) fills that last half pixel.
+        # A source pixel covers ±0.5 around its centre; the repeated border (__call__) fills that last half pixel.
         x_in = (map_x >= -0.5) & (map_x <= self.width - 0.5)
         inside = x_in & (map_y >= -0.5) & (map_y <= self.height - 0.5)
         mask = (inside & usable).astype(np.float32)
@@ -672,7 +674,10 @@ class PiecewiseAffineWarp:
         vertices, head = self._target(target)
         map_x, map_y, mask, face = self._maps(vertices, head, masks)
         self._move_irises(map_x, map_y, target, vertices[:NUM_POINTS], irises)
-        image = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        # Where the head's motion reaches past the photo's edge (a large face, whose ring crosses the frame, moving
+        # away from it), the edge's pixels are repeated: reflecting them mirrored hair into a second crown (FID
+        # 79 -> 63 on the 18 test clips at T = 1, SSIM +0.004).
+        image = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if self._mouth_colours is not None:
             image = fill_mouth(image, vertices[:NUM_POINTS], map_x, map_y, self._landmarks, self._mouth_colours)
         return Warped(image, mask, face)
