@@ -53,8 +53,8 @@ def refine_region(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     over the edges the warp misplaces by a pixel (blurring them), and a global α penalty then drove α to 0 in the
     mouth too, where the warp is known to fail (docs/warp-guided.md). The inner mouth (teeth, the cavity a closed-
     mouth photo cannot show) is where the warp has nothing right to offer. The warp's invalid pixels were in the
-    region too at first, but in face crops they are mostly the frame's border, where the reflected warp is as good a
-    guess as any: the correction painted coloured blobs there and cost 0.017 SSIM on a test clip after 400 steps.
+    region too at first, but in face crops they are mostly the frame's border, where the warp's repeated edge is as good
+    a guess as any: the correction painted coloured blobs there and cost 0.017 SSIM on a test clip after 400 steps.
     Elsewhere the output is the warp, pixel for pixel, whatever the network learnt. One function, used by training,
     `heads evaluate` and the app, so that all three composite through the same mask."""
     height, width = size
