@@ -24,6 +24,7 @@ from demo.compose import shrink
 from demo.example_media import DRIVING, PORTRAIT
 from faces.image_io import load_image
 from faces.video import VideoReader
+from faces.watermark import WATERMARK
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -353,5 +354,7 @@ def test_live_mode_follows_the_fake_camera(server, browser, camera, media, tmp_p
     first, *rest = (_image(src) for src in frames)
     still, _ = shrink(load_image(photo), 512)  # the live mode's size
     assert first.shape == still.shape
-    assert np.abs(first - still)[: still.shape[0] // 3].mean() < 3  # the photo (its top: no face motion), as JPEG
+    # The photo (its top: no face motion) with the invisible mark every shown frame carries, as JPEG.
+    assert np.abs(first - WATERMARK.embed(still).astype(first.dtype))[: still.shape[0] // 3].mean() < 3
+    assert WATERMARK.read(first.astype(np.uint8)) == WATERMARK.config.payload
     assert max(np.abs(image - first).mean() for image in rest) > 1.0  # the face moved
