@@ -43,6 +43,10 @@ QUEUE_SIZE = int(os.environ.get("HEADS_QUEUE_SIZE", "16"))
 KEEP_SECONDS = 3600  # results older than this are deleted
 LIVE_SESSIONS = int(os.environ.get("HEADS_LIVE_SESSIONS", "1"))  # webcams driving a portrait at once: a core each
 LIVE_SECONDS = int(os.environ.get("HEADS_LIVE_SECONDS", "120"))  # one live stream's length, so no one holds it
+# The webcam size the Live tab asks for. Gradio asks for 1920x1440 by default: an HD laptop camera then gives every
+# frame at 1280x720 or more, which the page JPEG-encodes and uploads and the server decodes, only for the live mode
+# to shrink it (docs/app.md measures it).
+LIVE_CAMERA = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}}
 LIVE_EVERY = 0.03  # seconds between the browser's looks for a frame to send (the server renders the newest)
 OUTPUTS = Path(tempfile.gettempdir()) / "heads-app"
 STAGES = {"faces": "Finding faces", "personalizing": "Personalizing", "fine-tuning": "Fine-tuning",
@@ -356,6 +360,7 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
                     live_watermark = gr.Checkbox(value=True, label="Visible 'synthetic' watermark")
                 with gr.Column():
                     camera = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy",
+                                      webcam_options=gr.WebcamOptions(constraints=LIVE_CAMERA),
                                       elem_id="live-camera")
                 with gr.Column():
                     live = gr.Image(label="Live", format="jpeg", interactive=False, elem_id="live-result")

@@ -92,6 +92,10 @@ COMMANDS: dict[str, Command] = {
         "export_onnx.bench_live:LiveBenchConfig", "export_onnx.bench_live:bench_live",
         "Live mode's frames/s shown and latency, a clip of the media replayed as a camera in real time, as JSON.",
     ),
+    "bench live-browser": Command(
+        "heads.bench_live_browser:LiveBrowserBenchConfig", "heads.bench_live_browser:bench_live_browser",
+        "The Live tab in headless Chromium with a fake webcam: frames/s shown and camera-to-screen latency, as JSON.",
+    ),
     "bench warp": Command(
         "faces.bench_warp:WarpBenchConfig", "faces.bench_warp:bench_warp",
         "Milliseconds per frame of the piecewise-affine warp (maps and remap, 128 and 256 px), as JSON.",

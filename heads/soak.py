@@ -115,10 +115,11 @@ class Outcome:
     detail: str = ""
 
 
-def media_folder(config: SoakConfig) -> Path:
-    folder = config.media or Path(os.environ.get("HEADS_MEDIA", ROOT.parent / "shared" / "media"))
+def media_folder(media: Path | None) -> Path:
+    """The public media folder: `media` if given, else $HEADS_MEDIA, else shared/media beside the checkout."""
+    folder = media or Path(os.environ.get("HEADS_MEDIA", ROOT.parent / "shared" / "media"))
     if not (folder / EXAMPLES).is_dir():
-        raise UserError(f"the soak's photos and clips were not found under {folder} (set --media or HEADS_MEDIA)")
+        raise UserError(f"the public media were not found under {folder} (set --media or HEADS_MEDIA)")
     return folder
 
 
@@ -361,7 +362,7 @@ def soak(config: SoakConfig) -> dict:
     import gradio_client
 
     report = BenchReport("soak", config)
-    media = media_folder(config)
+    media = media_folder(config.media)
     work = Path(tempfile.mkdtemp(prefix="heads-soak-"))
     server = None
     try:

@@ -8,7 +8,6 @@ Needs chromium, chromedriver and selenium: a failure in CI (CI=true) when they a
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +15,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -25,10 +23,9 @@ from demo.example_media import DRIVING, PORTRAIT
 from faces.image_io import load_image
 from faces.video import VideoReader
 from faces.watermark import WATERMARK
+from heads.bench_live_browser import browser_missing, chromium, write_y4m
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-CHROMEDRIVER = shutil.which("chromedriver")
 FRAMES = 20  # the app's frame cap for these runs (HEADS_MAX_FRAMES): the result only has to play
 TIMEOUT = 180  # seconds for one animation on a busy 2-core machine
 RECORD_SECONDS = 2.5  # length of a webcam recording; FRAMES of it are animated
@@ -37,18 +34,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.media]
 
 
 @pytest.fixture(scope="module")
-def browser_binaries() -> tuple[str, str]:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        selenium = None
-    if CHROMIUM is None or CHROMEDRIVER is None or selenium is None:
-        message = ("chromium, chromedriver and selenium are needed for the browser test (apt install chromium "
-                   "chromium-driver; pip install selenium)")
+def browser_binaries() -> None:
+    """Chromium, chromedriver and selenium, or a failure in CI and a skip elsewhere."""
+    if (missing := browser_missing()) is not None:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return CHROMIUM, CHROMEDRIVER
+            pytest.fail(missing)
+        pytest.skip(missing)
 
 
 def _free_port() -> int:
@@ -113,36 +104,10 @@ def camera(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("camera") / "feed.y4m"
 
 
-def _feed_camera(camera: Path, frames) -> None:
-    """Write RGB frames as the fake webcam's 25 fps Y4M (4:2:0, the layout Chromium's file camera reads); Chromium
-    loops it. Written beside and then renamed over the old feed, so a camera still holding the old file never sees
-    it change under it."""
-    part = camera.with_suffix(".part")
-    with part.open("wb") as out:
-        for i, rgb in enumerate(frames):
-            if i == 0:
-                out.write(f"YUV4MPEG2 W{rgb.shape[1]} H{rgb.shape[0]} F25:1 Ip A1:1 C420jpeg\n".encode())
-            yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
-            out.write(b"FRAME\n" + yuv.tobytes())
-    os.replace(part, camera)
-
-
 @pytest.fixture(scope="module")
 def browser(browser_binaries, camera, tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, chromedriver = browser_binaries
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--window-size=1400,1800",
-                 # a webcam that plays the camera file, allowed without a permission prompt
-                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                 f"--use-file-for-fake-video-capture={camera}",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    """Headless Chromium whose webcam plays `camera` (the options `heads bench live-browser` uses)."""
+    driver = chromium(camera, tmp_path_factory.mktemp("chromium-profile"))
     yield driver
     driver.quit()
 
@@ -271,14 +236,14 @@ def test_app_animates_a_webcam_recording(server, browser, camera, tmp_path):
     give the no-face error, then the project's example clip, recorded as the driving video, must animate the example
     portrait into a result that plays."""
     url, log = server
-    _feed_camera(camera, [np.full((256, 256, 3), 128, np.uint8)] * 25)
+    write_y4m(camera, [np.full((256, 256, 3), 128, np.uint8)] * 25)
     _submit(browser, url, log, PORTRAIT, None)
     _wait(lambda: _error_shown(browser, "No face was found in the driving video"), TIMEOUT, "the no-face error",
           browser, log)
     browser.save_screenshot(str(tmp_path / "webcam_no_face.png"))
 
     with VideoReader(DRIVING) as reader:
-        _feed_camera(camera, reader)
+        write_y4m(camera, reader)
     _submit(browser, url, log, PORTRAIT, None)
     assert _driving_source(browser).endswith(".webm")  # what Gradio records in Chromium: the pipeline reads it
     state = _playing(browser, log)
@@ -328,7 +293,7 @@ def test_live_mode_follows_the_fake_camera(server, browser, camera, media, tmp_p
     url, log = server
     photo = media / "LivePortrait/assets/examples/driving/d30.jpg"
     with VideoReader(media / "LivePortrait/assets/examples/driving/d18.mp4") as reader:
-        _feed_camera(camera, (frame for i, frame in zip(range(90), reader, strict=False)))  # 3 s, then it loops
+        write_y4m(camera, (frame for i, frame in zip(range(90), reader, strict=False)))  # 3 s, then it loops
     browser.get(url)
     _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#animate"), 60, "the page", browser, log)
     browser.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Live')]").click()
@@ -358,3 +323,19 @@ def test_live_mode_follows_the_fake_camera(server, browser, camera, media, tmp_p
     assert np.abs(first - WATERMARK.embed(still).astype(first.dtype))[: still.shape[0] // 3].mean() < 3
     assert WATERMARK.read(first.astype(np.uint8)) == WATERMARK.config.payload
     assert max(np.abs(image - first).mean() for image in rest) > 1.0  # the face moved
+
+
+def test_the_live_browser_bench_measures_the_live_tab(browser_binaries, media, tmp_path):
+    """`heads bench live-browser` end to end, short: its own app and Chromium, the feed switching the mouth every
+    1.6 s. Its report must hold a frame rate and latencies read off the page, with the two mouth states told apart;
+    how fast they are is the benchmark's business, not this test's."""
+    from heads.bench_live_browser import LiveBrowserBenchConfig, bench_live_browser
+
+    report = bench_live_browser(LiveBrowserBenchConfig(out=tmp_path / "live.json", seconds=8.0, media=media,
+                                                       camera=(640, 480)))
+    result = report["results"][0]
+    assert result["frames_shown"] >= 5 and result["frames_per_second"] > 0, result
+    assert result["switches"] >= 3 and result["switches_measured"] >= 2, result
+    assert 0 < result["latency_ms"]["min"] <= result["latency_ms"]["max"] < 8000, result["latency_ms"]
+    assert result["state_contrast"] > 2, result  # the open mouth shows on the rendered frames
+    assert result["cpus_busy"]["app"] > 0 and result["cpus_busy"]["browser"] > 0, result["cpus_busy"]

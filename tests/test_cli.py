@@ -27,6 +27,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "bench animate": ["--frames", "1"],
     "bench warp": ["--frames", "0"],
     "bench live": ["--seconds", "0"],
+    "bench live-browser": ["--phase", "0.1"],
     "bench watermark": ["SRC", "--clips", "0"],
     "verify": ["FILE", "--max-frames", "0"],
     "space": ["OUT", "--title", ""],

@@ -151,3 +151,26 @@ def test_live_session_follows_the_driver_on_a_real_clip(media):
     assert np.corrcoef(driver, result)[0, 1] > 0.8
     opened = driver > driver.min() + 0.5 * (driver.max() - driver.min())
     assert result[opened].mean() > result[~opened].mean() + 0.1
+
+
+def test_the_browser_bench_reads_latency_and_frame_rate_off_the_page_records():
+    """`heads bench live-browser`'s analysis on records made up with a known answer: a preview at 25 frames/s
+    switching state every 1.6 s, and rendered frames every 80 ms showing the state of 200 ms before (thumbnails of
+    two distinct images, with noise). The latency found lies between 200 ms and 200 + one frame interval; the frame
+    rate is 12.5."""
+    from heads.bench_live_browser import analyse
+
+    rng = np.random.default_rng(0)
+    closed, opened = rng.uniform(0, 255, (2, 64 * 64))
+
+    def state(t: float) -> int:
+        return int(t // 1600) % 2
+
+    camera = [[t, state(t)] for t in np.arange(0.0, 16000.0, 40.0)]
+    shown = [[t, ((opened if state(t - 200) else closed) + rng.normal(0, 5, 64 * 64)).tolist()]
+             for t in np.arange(230.0, 16000.0, 80.0)]
+    result = analyse(camera, shown)
+    assert result["switches"] == 9 and result["switches_measured"] == 9
+    assert 200 <= result["latency_ms"]["min"] and result["latency_ms"]["max"] <= 280, result["latency_ms"]
+    assert result["frames_per_second"] == pytest.approx(12.5, abs=0.01)
+    assert result["camera_fps"] == pytest.approx(25, abs=0.1)
