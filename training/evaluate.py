@@ -278,13 +278,15 @@ def evaluate(cfg: EvaluateConfig) -> Path:
 
 
 
-def load_clips(root: str | Path, split: str, resolution: int, max_videos: int | None = None) -> list[Clip]:
-    """The `split` clips of a `heads prepare` folder at the model's resolution, read the way training reads them
-    (training.prepared: same resizing, landmark images with pupils when the clips have them)."""
+def load_clips(root: str | Path, split: str, resolution: int | None, max_videos: int | None = None) -> list[Clip]:
+    """The `split` clips of a `heads prepare` folder at the model's resolution (None: the stored crops' own), read
+    the way training reads them (training.prepared: same resizing, landmark images with pupils when the clips have
+    them)."""
     try:
         episodes = PreparedEpisodes(root, split=split, resolution=resolution)
     except (FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from error
+    resolution = episodes.resolution
     full = PreparedEpisodes(root, split=split)  # the same clips at the stored resolution, for the plain warp
     clips = []
     for video, entry in enumerate(episodes.clips[:max_videos]):

@@ -164,10 +164,12 @@ def evaluate_cross(cfg: CrossEvaluateConfig) -> Path:
     """The whole cross-identity run; returns the output folder."""
     start = time.time()
     networks = load_networks(cfg.model, resolve_device(cfg.device)) if cfg.model else None
-    resolution = networks.cfg.resolution if networks else cfg.resolution or 128
     methods = [m for m in cfg.methods if m != "ff" or networks is not None]
     notes = [] if methods == list(cfg.methods) else ["FF left out: no --model given."]
-    clips = load_clips(cfg.data, cfg.split, resolution)
+    # The warp alone is judged at the prepared crops' own resolution (the photo's pixels, as the app warps them);
+    # with a model, every method at the model's, so that they compare on the same pixels.
+    clips = load_clips(cfg.data, cfg.split, networks.cfg.resolution if networks else cfg.resolution)
+    resolution = clips[0].frames.shape[1] if clips else 0
     with open(Path(cfg.data) / "manifest.jsonl") as f:
         entries = {e["clip"]: e for e in map(json.loads, f) if e.get("split") == cfg.split}
     drivers = [c for c in clips if len(c.frames) >= cfg.min_frames][: cfg.max_drivers]

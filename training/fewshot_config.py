@@ -172,7 +172,7 @@ class CrossEvaluateConfig:
     reference: Literal["first", "neutral"] = "neutral"
     """Driver frame mapped onto the photo as it is (relative mode's reference; the app's default is neutral)."""
     resolution: int | None = None
-    """Crop side in pixels: the model's; 128 without a model."""
+    """Crop side in pixels without a model (default: the prepared crops' own, e.g. 256); with one, the model's."""
     out: str = "runs/eval"
     """Output folder: results-cross.md, results-cross.csv, per_pair-cross.jsonl, grids-cross/."""
     device: str = "auto"
