@@ -39,7 +39,8 @@ class DetectorConfig:
 class TrackConfig:
     # Run the detector every N frames and track landmarks in between; 1 detects on every frame.
     detect_every: int = 10
-    # A second face at least this fraction of the main face's area makes a detection ambiguous.
+    # A second face at least this fraction of the main face's area makes a detection ambiguous; while a face is
+    # followed, re-detections look only for faces this large (on a smaller image with dlib: faster).
     second_face_ratio: float = 0.5
     # Re-detect at once when a tracked face changes size by more than this fraction from one frame to the next.
     max_size_change: float = 0.25

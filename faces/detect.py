@@ -99,6 +99,13 @@ class LandmarkDetector(ABC):
         """Landmarks of the face known to lie in `box` (no detection: used to track between detections); None
         when the backend can tell that the face is gone."""
 
+    def detect_larger(self, image: np.ndarray, side: float) -> list[Face] | None:
+        """Like `detect`, but only the faces whose box side is at least about `side` px need be found, which a
+        backend may do at less cost (smaller faces may or may not be among them); None when it has no cheaper
+        search for such faces than `detect`. The tracker re-detects this way, knowing how large the faces that
+        matter to it are."""
+        return None
+
     @staticmethod
     def _largest_first(faces: list[Face]) -> list[Face]:
         for face in faces:

@@ -14,10 +14,19 @@ import cv2
 import numpy as np
 
 from base.paths import cache_dir
-from faces.detect import Box, DetectorConfig, DetectorUnavailable, Face, LandmarkDetector, resize_for_detection
+from faces.detect import (
+    Box,
+    DetectorConfig,
+    DetectorUnavailable,
+    Face,
+    LandmarkDetector,
+    detection_scale,
+    resize_for_detection,
+)
 
 SHAPE_PREDICTOR = "shape_predictor_68_face_landmarks.dat"
 HOG_WINDOW = 80  # px: the smallest face dlib's frontal HOG detector finds without upsampling
+PYRAMID_STEP = 5 / 6  # the HOG detector scans an image pyramid, each level this much the size of the one above
 FIT_SIDE = 384  # px: faces are enlarged to about this size for the predictor, giving sub-pixel landmarks
 
 
@@ -73,10 +82,10 @@ class DlibDetector(LandmarkDetector):
         self._hog = frontal_face_detector(dlib)
         self._predictor = dlib.shape_predictor(str(model_path(SHAPE_PREDICTOR)))
 
-    def _boxes(self, gray: np.ndarray) -> list[tuple[Box, float]]:
+    def _boxes(self, gray: np.ndarray, upsample_retry: bool) -> list[tuple[Box, float]]:
         """HOG boxes and scores in `gray`'s coordinates. When nothing is found, search once more at twice the
         size, keeping only faces too small for the first pass: a larger one was seen there and scored too low."""
-        upsamples = (0, 1) if self.config.upsample_retry else (0,)
+        upsamples = (0, 1) if upsample_retry else (0,)
         for upsample in upsamples:
             rects, scores, _ = self._hog.run(gray, upsample, self.config.min_score)
             found = [
@@ -91,8 +100,27 @@ class DlibDetector(LandmarkDetector):
     def detect(self, image: np.ndarray) -> list[Face]:
         gray = _gray(image)
         small, scale = resize_for_detection(gray, self.config)
+        return self._faces(gray, small, scale, self.config.upsample_retry)
+
+    def detect_larger(self, image: np.ndarray, side: float) -> list[Face] | None:
+        """Searches a copy of the image shrunk by whole levels of the HOG pyramid, so that faces of `side` px
+        still span HOG_WINDOW: the levels skipped, the largest and costliest, find only smaller faces. The search
+        then covers the very levels at which `detect` finds such faces (resampled once instead of level by level),
+        and no upsampled retry follows, which looks only for faces below HOG_WINDOW."""
+        scale = detection_scale(image.shape[0], image.shape[1], self.config)
+        span = side * scale / HOG_WINDOW
+        levels = int(np.log(span) // -np.log(PYRAMID_STEP)) if span > 1 else 0
+        if levels < 1:
+            return None
+        gray = _gray(image)
+        scale *= PYRAMID_STEP**levels
+        small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        return self._faces(gray, small, scale, upsample_retry=False)
+
+    def _faces(self, gray: np.ndarray, small: np.ndarray, scale: float, upsample_retry: bool) -> list[Face]:
+        """The faces HOG finds in `small` (`gray` resized by `scale`), fitted in `gray`, largest first."""
         faces = []
-        for box, score in self._boxes(small):
+        for box, score in self._boxes(small, upsample_retry):
             full = tuple(float(v) / scale for v in box)
             faces.append(self._fit_gray(gray, full, score))
         return self._largest_first(faces)

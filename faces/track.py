@@ -17,6 +17,12 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _followed(faces: list[Face], previous: Box) -> Face | None:
+    """The face that overlaps the box predicted for the followed one enough to be the same person, if any."""
+    best = max(faces, key=lambda f: iou(f.box, previous), default=None)
+    return best if best is not None and iou(best.box, previous) > 0.3 else None
+
+
 class FaceTracker:
     """Stateful per-clip tracker: call it on consecutive frames; it returns the followed Face or None.
 
@@ -34,9 +40,10 @@ class FaceTracker:
         self.ambiguous = 0  # detector runs that found a second face of comparable size
         self.faces_seen = 0  # most faces found in one detection
         self.new_track = True  # whether the last returned face starts a new track (smoothing must not cross it)
+        self._lost: tuple[float, int] | None = None  # side (px) of a face lost lately, and frames since
 
     def reset(self) -> None:
-        self._face = None
+        self._face, self._lost = None, None
 
     def _predicted_box(self, face: Face) -> Box:
         x0, y0, x1, y1 = box_of(face.points)
@@ -45,19 +52,29 @@ class FaceTracker:
         return x0 + r[0] * w, y0 + r[1] * h, x0 + r[2] * w, y0 + r[3] * h
 
     def _detect(self, frame: np.ndarray) -> Face | None:
-        faces = self.detector.detect(frame)
+        """Detect, following the same person when several are in view. While a face is followed, only faces
+        that could make the detection ambiguous (second_face_ratio of its area) need be found, which the dlib
+        backend does on a smaller image; when that misses the followed face, everything is searched, as
+        without a followed face."""
         self.detections += 1
         self._since_detect = 0
+        previous = None if self._face is None else self._predicted_box(self._face)
+        followed, faces = None, None
+        if previous is not None:
+            side = max(previous[2] - previous[0], previous[3] - previous[1])
+            faces = self.detector.detect_larger(frame, side * self.config.second_face_ratio**0.5)
+            followed = None if faces is None else _followed(faces, previous)
+        elif self._lost is not None and self._lost[1] < self.config.detect_every:
+            # A face lost a moment ago does not come back at a fraction of its size: searching for faces that
+            # small (dlib's upsampled retry, 4x the pixels) would only find someone else, far behind.
+            faces = self.detector.detect_larger(frame, self._lost[0] * self.config.second_face_ratio**0.5)
+        if followed is None and (previous is not None or faces is None):
+            faces = self.detector.detect(frame)
+            followed = None if previous is None else _followed(faces, previous)
         self.faces_seen = max(self.faces_seen, len(faces))
         if not faces:
             return None
-        face = faces[0]
-        self.new_track = True
-        if self._face is not None:  # keep following the same person when several are in view
-            previous = self._predicted_box(self._face)
-            best = max(faces, key=lambda f: iou(f.box, previous))
-            if iou(best.box, previous) > 0.3:
-                face, self.new_track = best, False
+        face, self.new_track = (faces[0], True) if followed is None else (followed, False)
         others = [f for f in faces if f is not face]
         if others and others[0].area >= self.config.second_face_ratio * face.area:
             self.ambiguous += 1
@@ -82,5 +99,12 @@ class FaceTracker:
             self.new_track = False
             if face is None or not self._plausible(face, previous):
                 face = self._detect(frame)
+        if previous is not None and face is None:
+            box = self._predicted_box(previous)
+            self._lost = (max(box[2] - box[0], box[3] - box[1]), 0)
+        elif face is not None:
+            self._lost = None
+        elif self._lost is not None:
+            self._lost = (self._lost[0], self._lost[1] + 1)
         self._face = face
         return face

@@ -7,19 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from faces.bench_warp import synthetic_face
 from faces.config import CropConfig, DetectorConfig, SmoothingConfig, TrackConfig
 from faces.crop import CropTransform, clip_transforms, photo_transform
-from faces.detect import DetectorUnavailable, Face, detection_scale, load_detector
+from faces.detect import DetectorUnavailable, Face, LandmarkDetector, box_of, detection_scale, load_detector
 from faces.image_io import load_image
 from faces.layout import interocular
 from faces.motion import eye_opening, gaze_coordinates, gaze_positions, mouth_opening
 from faces.smoothing import EXPRESSIVE, OneEuroFilter, gaussian_smooth, segments, smooth_irises, smooth_landmarks
 from faces.sources import clip_name, find_sources, read_identities, split_of
-from faces.track import FaceTracker
+from faces.track import FaceTracker, iou
 from faces.video import read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +84,28 @@ def test_several_faces_largest_first(media, detector):
     faces = detector.detect(canvas)
     assert len(faces) == 2 and faces[0].area > faces[1].area
     assert faces[0].box[2] <= 300 and faces[1].box[0] >= 290
+
+
+@pytest.mark.media
+def test_redetection_on_a_smaller_image_still_sees_a_comparable_second_face(media, detector, monkeypatch):
+    big = cv2.resize(load_image(media / PHOTOS[2]), (512, 512))
+    other = cv2.resize(load_image(media / "MakeItTalk/examples/chris.jpg"), (480, 480))
+    canvas = np.zeros((512, 1040, 3), np.uint8)
+    canvas[:, :512], canvas[16:496, 544:1024] = big, other
+    ratio = TrackConfig().second_face_ratio
+    everything = detector.detect(canvas)
+    assert len(everything) == 2 and everything[1].area >= ratio * everything[0].area  # comparable: ambiguous
+    side = np.ptp(np.reshape(everything[0].box, (2, 2)), axis=0).max()
+    larger = detector.detect_larger(canvas, side * ratio**0.5)
+    assert larger is not None and len(larger) == 2  # searched a smaller image, found both
+    assert all(iou(a.box, b.box) > 0.7 for a, b in zip(everything, larger, strict=True))
+    assert detector.detect_larger(canvas, 100) is None  # no level of the pyramid to skip: the caller detects
+    calls, real = [], detector.detect_larger
+    monkeypatch.setattr(detector, "detect_larger", lambda image, side: calls.append(side) or real(image, side))
+    tracker = FaceTracker(detector, TrackConfig(detect_every=2))
+    for _ in range(6):
+        assert iou(tracker(canvas).box, everything[0].box) > 0.7
+    assert tracker.detections == 3 and len(calls) == 2 and tracker.ambiguous == 3
 
 
 @pytest.mark.media
@@ -273,6 +296,59 @@ def test_segments_and_gaussian():
 
 
 # ---------------------------------------------------------------------------------------------------- tracking
+
+
+class _Fixed(LandmarkDetector):
+    """One face, always in the same place; its smaller search (`detect_larger`) returns `larger`."""
+
+    name = "fixed"
+
+    def __init__(self):
+        super().__init__(DetectorConfig())
+        points = synthetic_face(200).astype(np.float32) + 100
+        self.face, self.larger, self.calls = Face(points, box_of(points), 1.0), None, []
+
+    def detect(self, image):
+        self.calls.append("detect")
+        return [self.face]
+
+    def detect_larger(self, image, side):
+        self.calls.append("larger")
+        return self.larger
+
+    def fit(self, image, box):
+        return self.face
+
+
+@pytest.mark.parametrize("larger", ["same face", "missed", "no cheaper search"])
+def test_redetection_falls_back_to_the_whole_search_when_the_smaller_one_misses_the_face(larger):
+    detector = _Fixed()
+    detector.larger = {"same face": [detector.face], "missed": [], "no cheaper search": None}[larger]
+    tracker = FaceTracker(detector, TrackConfig(detect_every=3))
+    for _ in range(4):  # detects on frames 1 and 4
+        tracker(np.zeros((400, 400, 3), np.uint8))
+    assert tracker.detections == 2 and not tracker.new_track  # one detector run, however many searches
+    whole = [] if larger == "same face" else ["detect"]
+    assert detector.calls == ["detect", "larger", *whole]
+
+
+def test_a_face_lost_a_moment_ago_is_searched_for_at_its_own_size_then_everywhere():
+    """After the followed face is lost, the next detections look only for faces about its size (no search for
+    small faces: dlib's 4x-pixel retry) until `detect_every` frames have passed; then the whole search again."""
+    detector = _Fixed()
+    detector.larger = []  # the smaller search never finds anything
+    tracker = FaceTracker(detector, TrackConfig(detect_every=3))
+    frame = np.zeros((400, 400, 3), np.uint8)
+    tracker(frame)  # found by the whole search
+    detector.face = None  # gone from view, for the whole search too
+    detector.detect = lambda image: detector.calls.append("detect") or []
+    detector.fit = lambda image, box: None
+    detector.calls.clear()
+    assert [tracker(frame) for _ in range(5)] == [None] * 5
+    # lost on the first (the fit fails: smaller search, then the whole one); then three frames of the smaller
+    # search alone; after detect_every (3) frames lost, everywhere again
+    assert detector.calls == ["larger", "detect", "larger", "larger", "larger", "detect"], detector.calls
+    assert tracker.detections == 6  # the first, then one a frame
 
 
 def _track(media, detector, name, every, frames=60):
