@@ -82,6 +82,52 @@ def test_finetuning_reconstructs_the_person_and_leaves_the_model_alone(networks)
     assert any(not torch.equal(v, networks.G.state_dict()[k]) for k, v in ft.generator.items())
 
 
+def test_psi_only_fine_tuning_without_d_trains_psi_and_nothing_else(networks):
+    """--tune.train psi --tune.no-adversarial: ψ′ moves and lowers the error on the T frames; G is the model's own
+    (the avatar carries no generator), and no D takes part (a model without D.safetensors can fine-tune)."""
+    p = person(0, 4)
+    ff = personalize(networks, p["frames"], p["landmark_images"])
+    settings = replace(FAST, steps=40, train="psi", adversarial=False, lr_g=1e-2)
+    no_d = Networks(networks.cfg, networks.E, networks.G, None)
+    ft = personalize(no_d, p["frames"], p["landmark_images"], settings=settings)
+    assert ft.generator is None and not torch.equal(ft.psi, ff.psi)
+    assert set(ft.info["final_losses"]) == {"cnt", "l1"}
+
+    def error(avatar: Avatar) -> float:
+        return float(np.abs(render(networks, avatar, p["landmark_images"]).astype(float) - p["frames"]).mean())
+
+    assert error(ft) < error(ff)
+
+
+@pytest.mark.parametrize("shots", [1, 4])
+def test_held_out_photos_choose_the_step_and_keep_feed_forward_when_nothing_helps(networks, shots, monkeypatch):
+    """With --tune.holdout, the held-out photos' error is measured every check_every steps (from step 0, the
+    feed-forward avatar); the best state is kept and training stops after `patience` checks without a new best.
+    When every step is worse than step 0 (here: a held-out error made to rise), the feed-forward avatar comes back,
+    and the summary says so."""
+    from training.finetune import MIN_GAIN, FineTuner, holdout_summary
+
+    p = person(0, shots)
+    settings = replace(FAST, steps=40, holdout=1, check_every=5, patience=2)
+    ft = personalize(networks, p["frames"], p["landmark_images"], settings=settings, points=p["points"])
+    held = ft.info["holdout"]
+    assert held["mirrored"] == (shots == 1) and held["photos"] == 1
+    steps = [step for step, _ in held["checks"]]
+    assert steps[0] == 0 and steps == list(range(0, steps[-1] + 1, 5))
+    errors = dict(held["checks"])
+    assert errors[held["best_step"]] == held["error_after"] <= min(errors.values()) * (1 + MIN_GAIN)
+    assert steps[-1] == 40 or steps[-1] - held["best_step"] == 2 * 5  # ran out, or stopped for patience
+    assert "fine-tuning" in holdout_summary(ft.info)
+
+    rising = iter(np.arange(1.0, 2.0, 0.1))
+    monkeypatch.setattr(FineTuner, "error", lambda self, x, g_in, region=None: float(next(rising)))
+    worse = personalize(networks, p["frames"], p["landmark_images"], settings=settings, points=p["points"])
+    assert [step for step, _ in worse.info["holdout"]["checks"]] == [0, 5, 10]  # stopped after 2 stale checks
+    assert worse.info["holdout"]["best_step"] == 0 and worse.generator is None
+    torch.testing.assert_close(worse.psi, personalize(networks, p["frames"], p["landmark_images"]).psi)
+    assert "feed-forward avatar is used" in holdout_summary(worse.info)
+
+
 def test_finetuning_is_seeded(networks):
     """With a (random) perceptual network in L_CNT, as fine-tuning runs by default."""
     p = person(2, 3)

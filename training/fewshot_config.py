@@ -21,7 +21,9 @@ METRICS = tuple(METRIC_REGISTRY)  # every metric, in the results table's order
 @dataclass(frozen=True)
 class FinetuneSettings:
     """The paper's second stage: G (with ψ′ = P·ê_NEW as a free parameter) and D (with w′ = w0 + ê_NEW) trained on
-    one person's T frames with L_CNT + L_ADV and L_DSC, starting from the meta-learned weights."""
+    one person's T frames with L_CNT + L_ADV and L_DSC, starting from the meta-learned weights (the defaults). The
+    options `train`, `adversarial` and `holdout` make the lighter recipes of docs/fewshot.md: ψ′ alone, L_CNT
+    alone, and the step chosen on held-out photos."""
 
     steps: int | None = None
     """Fine-tuning steps: 0 is feed-forward (ψ = P·ê_NEW, nothing trained, well under a second), N fine-tunes for N
@@ -40,10 +42,26 @@ class FinetuneSettings:
     """Autocast dtype (fp16 would need a gradient scaler; bf16 does not)."""
     seed: int = 0
     """Seeds the choice of target frames, so a fine-tuning run is repeatable."""
+    train: Literal["all", "psi"] = "all"
+    """What fine-tuning changes: `all` of G with ψ′ (the paper's), or `psi`, ψ′ alone (G stays the meta-learned
+    one: a few thousand numbers, which cannot learn the few photos by heart the way G's weights can)."""
+    adversarial: bool = True
+    """Train against D (its adversarial and feature-matching terms, and D's own phase: the paper's), or on L_CNT
+    alone, with no D at all (about half the work a step, and no D to swing)."""
+    holdout: int = 0
+    """Photos kept out of training to choose the step by (T > 1; with T = 1 the mirrored photo is held out): every
+    `check_every` steps their error (pixel L1 + L_CNT) is measured, and the best state is kept, the feed-forward
+    avatar included (step 0). 0 trains on every photo and keeps the last step (the paper's)."""
+    check_every: int = 10
+    """Steps between measurements of the held-out photos' error."""
+    patience: int = 3
+    """Measurements in a row without a new best before fine-tuning stops early."""
 
     def __post_init__(self) -> None:
         if self.batch < 1 or (self.steps is not None and self.steps < 0):
             raise ConfigError("batch must be >= 1 and steps >= 0")
+        if self.holdout < 0 or self.check_every < 1 or self.patience < 1:
+            raise ConfigError("holdout must be >= 0, check_every and patience >= 1")
 
     def resolved_steps(self, shots: int) -> int:
         """The steps to run for T = `shots` frames: `steps`, or the default rule when it is unset."""

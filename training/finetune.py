@@ -25,6 +25,7 @@ from faces.config import MAX_SHOTS, DetectorConfig
 from faces.detect import load_detector
 from faces.guide import refine_region, warp_guide
 from faces.landmark_image import draw_landmarks
+from faces.layout import flip_points
 from faces.source_faces import clip_faces, crops, image_hash, load_faces, read_points
 from training.avatar import FORMAT, Avatar, model_id
 from training.checkpoint import load_weights, resolve_checkpoint
@@ -44,6 +45,9 @@ from training.phases import (
 )
 
 EMBED_BATCH = 8  # frames per pass of E, bounding memory at T = 32
+# A held-out error counts as a new best only when this much (relatively) lower: G's spectral-norm power iterations
+# move its weights a little with every training-mode pass, even at a learning rate of 0.
+MIN_GAIN = 1e-3
 
 
 @lru_cache(maxsize=2)
@@ -138,23 +142,48 @@ def render(networks: Networks, avatar: Avatar, landmark_images: np.ndarray, poin
 
 
 class FineTuner:
-    """Copies of G and D with ψ′ and w′ as parameters; `step` runs one G phase and one D phase on T frames."""
+    """A copy of G with ψ′ as a parameter (and of D with w′, when training is adversarial); `step` runs one G phase
+    (and one D phase) on a batch of the person's frames. `settings.train` picks what the G phase changes."""
 
     def __init__(self, networks: Networks, e: Tensor, settings: FinetuneSettings):
-        if networks.D is None:
-            raise ValueError("fine-tuning needs the discriminator: load the model with its D.safetensors")
+        if settings.adversarial and networks.D is None:
+            raise ValueError("adversarial fine-tuning needs the discriminator: load the model with its "
+                             "D.safetensors, or fine-tune with --tune.no-adversarial")
         self.settings = settings
         self.device = _device(networks)
         self.G = copy.deepcopy(networks.G).train()
-        self.D = copy.deepcopy(networks.D).train()
         self.psi = nn.Parameter(project(networks, e))  # ψ′, starting at the feed-forward P·ê_NEW: (1, psi_size)
-        self.w = nn.Parameter((self.D.w0 + e).detach())  # w′ = w0 + ê_NEW: (1, N)
-        # P and W are replaced by ψ′ and w′; D's w0 only served to initialise w′.
-        g_params = [p for n, p in self.G.named_parameters() if not n.startswith("P.")] + [self.psi]
-        d_params = [p for n, p in self.D.named_parameters() if n not in ("W", "w0")] + [self.w]
-        self.opt_g = torch.optim.Adam(g_params, lr=settings.lr_g, betas=settings.betas)
-        self.opt_d = torch.optim.Adam(d_params, lr=settings.lr_d, betas=settings.betas)
+        # P is replaced by ψ′; with train="psi" G's own weights stay the meta-learned ones.
+        g_params = [p for n, p in self.G.named_parameters() if not n.startswith("P.")]
+        if settings.train == "psi":
+            self.G.requires_grad_(False)
+            g_params = []
+        self.opt_g = torch.optim.Adam([*g_params, self.psi], lr=settings.lr_g, betas=settings.betas)
+        self.D = None
+        if settings.adversarial:
+            self.D = copy.deepcopy(networks.D).train()
+            self.w = nn.Parameter((self.D.w0 + e).detach())  # w′ = w0 + ê_NEW: (1, N); w0 only initialises it
+            d_params = [p for n, p in self.D.named_parameters() if n not in ("W", "w0")] + [self.w]
+            self.opt_d = torch.optim.Adam(d_params, lr=settings.lr_d, betas=settings.betas)
         self.content = content_loss(settings.loss).to(self.device)
+
+    @property
+    def generator(self) -> dict[str, Tensor] | None:
+        """The fine-tuned G's weights for the avatar; None when only ψ′ trained (the model's own G renders)."""
+        if self.settings.train == "psi":
+            return None
+        return {k: v.detach().cpu().clone() for k, v in self.G.state_dict().items()}
+
+    @torch.no_grad()
+    def error(self, x: Tensor, g_in: Tensor, region: Tensor | None = None) -> float:
+        """Pixel L1 + L_CNT of the current G and ψ′ on frames it does not train on (held out), in eval mode so
+        that no spectral-norm power iteration moves."""
+        self.G.eval()
+        try:
+            fake = self.G.render(g_in, self.psi, region).float()
+            return float((fake - x).abs().mean() + self.content(fake, x))
+        finally:
+            self.G.train()
 
     @staticmethod
     def _checked(terms: dict[str, Tensor], step: int) -> dict[str, float]:
@@ -166,6 +195,16 @@ class FineTuner:
         """x, y: (B, 3, R, R) target frames and their landmark images; g_in: `generator_input` of y (and guides);
         region: refining models' (B, 1, R, R) `regions`."""
         s, dev = self.settings, self.device
+        if self.D is None:
+            with autocast(dev, s.precision):
+                fake = self.G.render(g_in, self.psi, region)
+                terms = {"cnt": self.content(fake, x)}
+            logged = self._checked(terms, step)
+            self.opt_g.zero_grad(set_to_none=True)
+            terms["cnt"].backward()
+            self.opt_g.step()
+            logged["l1"] = float((fake.detach().float() - x).abs().mean())
+            return logged
         w = self.w.expand(len(x), -1)
         self.D.requires_grad_(False)
         with autocast(dev, s.precision):
@@ -244,22 +283,91 @@ def personalize(
         return Avatar(project(networks, e).cpu(), e.cpu(), info, None, sources)
 
     tuner = FineTuner(networks, e, settings)
-    guide = guides(frames, points, points, exclude_self=True) if guided else None
-    g_in = generator_input(y, guide)
-    region = regions(points, g_in.shape[-1]).to(g_in.device) if networks.cfg.refines else None
+    train, held = _held_out(frames, landmark_images, points, settings.holdout)
+    tp = None if points is None else points[train]
+    guide = guides(frames[train], tp, tp, exclude_self=True) if guided else None
+    g_in = generator_input(y[train], guide)
+    region = regions(tp, g_in.shape[-1]).to(device) if networks.cfg.refines else None
+    check = None
+    if held is not None:  # the held-out photos' generator input, guided by the training photos
+        hx, hy, hp = (to_tensor(held[0]).to(device), to_tensor(held[1]).to(device), held[2])
+        h_in = generator_input(hy, guides(frames[train], tp, hp) if guided else None)
+        h_region = regions(hp, h_in.shape[-1]).to(device) if networks.cfg.refines else None
+
+        def check() -> float:
+            return tuner.error(hx, h_in, h_region)
+
+    x, y = x[train], y[train]
+    best = _Best(check, tuner) if check is not None else None
     gen = torch.Generator().manual_seed(settings.seed)
     bar = tqdm(range(steps), disable=not progress, unit="step", desc=f"fine-tuning T={len(frames)}",
                dynamic_ncols=True)
     for step in bar:
-        idx = torch.randint(len(frames), (settings.batch,), generator=gen).to(device)
+        idx = torch.randint(len(x), (settings.batch,), generator=gen).to(device)
         losses = tuner.step(x[idx], y[idx], g_in[idx], step, None if region is None else region[idx])
         bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
         if on_step is not None:
             on_step(step + 1, steps)
+        if best is not None and (step + 1) % settings.check_every == 0 and best.measure(step + 1) >= settings.patience:
+            break  # the held-out error stopped falling
     bar.close()
     info["final_losses"] = losses
-    generator = {k: v.detach().cpu().clone() for k, v in tuner.G.state_dict().items()}
-    return Avatar(tuner.psi.detach().cpu().clone(), e.cpu(), info, generator, sources)
+    if best is None:
+        return Avatar(tuner.psi.detach().cpu().clone(), e.cpu(), info, tuner.generator, sources)
+    info["holdout"] = best.report(len(held[0]), mirrored=len(frames) == 1)
+    if best.step == 0:  # no step beat the feed-forward avatar on the held-out photos: keep it
+        return Avatar(project(networks, e).cpu(), e.cpu(), info, None, sources)
+    return Avatar(best.psi, e.cpu(), info, best.generator, sources)
+
+
+def _held_out(frames: np.ndarray, landmark_images: np.ndarray, points: np.ndarray | None, holdout: int
+              ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray | None] | None]:
+    """Indices of the photos to train on, and the held-out photos (frames, landmark images, points) or None.
+
+    With T > 1, `holdout` photos (at most T - 1) spread over the T are kept out. With one photo nothing can be kept
+    out, so the photo mirrored is held out instead: another view of the same face, its landmarks' sides swapped."""
+    count = len(frames)
+    if holdout == 0:
+        return np.arange(count), None
+    if count == 1:
+        size = frames.shape[2]
+        if points is None:
+            return np.arange(1), (frames[:, :, ::-1].copy(), landmark_images[:, :, ::-1].copy(), None)
+        flipped = np.stack([flip_points(p, size) for p in points])
+        drawn = np.stack([draw_landmarks(p, size) for p in flipped])
+        return np.arange(1), (frames[:, :, ::-1].copy(), drawn, flipped)
+    kept = np.unique(np.linspace(0, count - 1, min(holdout, count - 1) + 2).round().astype(int)[1:-1])
+    if len(kept) < min(holdout, count - 1):  # too few distinct inner positions: take the last ones
+        kept = np.arange(count - min(holdout, count - 1), count)
+    train = np.setdiff1d(np.arange(count), kept)
+    return train, (frames[kept], landmark_images[kept], None if points is None else points[kept])
+
+
+class _Best:
+    """Early stopping on held-out photos: the best state seen (step 0 is the feed-forward avatar) and how many
+    measurements in a row have not beaten it."""
+
+    def __init__(self, error: Callable[[], float], tuner: FineTuner):
+        self.error, self.tuner = error, tuner
+        self.before = self.value = error()
+        self.step, self.stale, self.checks = 0, 0, [(0, round(self.before, 5))]
+        self.psi, self.generator = None, None
+
+    def measure(self, step: int) -> int:
+        """Measure at `step`; keep the state if it is the best so far. Returns the measurements since the best."""
+        value = self.error()
+        self.checks.append((step, round(value, 5)))
+        if value < (1.0 - MIN_GAIN) * self.value:
+            self.value, self.step, self.stale = value, step, 0
+            self.psi, self.generator = self.tuner.psi.detach().cpu().clone(), self.tuner.generator
+        else:
+            self.stale += 1
+        return self.stale
+
+    def report(self, photos: int, mirrored: bool) -> dict:
+        """What the held-out photos said, for avatar.json and the one-line notice."""
+        return {"photos": photos, "mirrored": mirrored, "error_before": round(self.before, 5),
+                "error_after": round(self.value, 5), "best_step": self.step, "checks": self.checks}
 
 
 # ---------------------------------------------------------------------------------------------------- the CLI
@@ -296,4 +404,19 @@ def finetune(cfg: FinetuneConfig) -> Avatar:
     steps = avatar.info["steps"]
     kind = "feed-forward" if steps == 0 else f"fine-tuned ({steps} steps)"
     print(f"wrote {folder}: {kind} avatar from T={len(frames)} in {seconds:.1f} s")
+    if (summary := holdout_summary(avatar.info)) is not None:
+        print(summary)
     return avatar
+
+
+def holdout_summary(info: dict) -> str | None:
+    """One line on what fine-tuning bought on the held-out photos (avatar.json's "holdout"), or None without."""
+    held = info.get("holdout")
+    if held is None:
+        return None
+    what = "the mirrored photo" if held["mirrored"] else f"{held['photos']} held-out photo(s)"
+    if held["best_step"] == 0:
+        return (f"fine-tuning did not lower the error on {what} ({held['error_before']:.4f}): the feed-forward "
+                f"avatar is used")
+    return (f"fine-tuning lowered the error on {what} from {held['error_before']:.4f} to {held['error_after']:.4f} "
+            f"(best at step {held['best_step']}, {held['checks'][-1][0]} steps run)")
