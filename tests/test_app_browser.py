@@ -327,12 +327,13 @@ def test_live_mode_follows_the_fake_camera(server, browser, camera, media, tmp_p
 
 def test_the_live_browser_bench_measures_the_live_tab(browser_binaries, media, tmp_path):
     """`heads bench live-browser` end to end, short: its own app and Chromium, the feed switching the mouth every
-    1.6 s. Its report must hold a frame rate and latencies read off the page, with the two mouth states told apart;
-    how fast they are is the benchmark's business, not this test's."""
+    3.2 s (twice the bench's default, so that a machine loaded by other jobs, showing a few frames a second, still
+    settles in each state). Its report must hold a frame rate and latencies read off the page, with the two mouth
+    states told apart; how fast they are is the benchmark's business, not this test's."""
     from heads.bench_live_browser import LiveBrowserBenchConfig, bench_live_browser
 
-    report = bench_live_browser(LiveBrowserBenchConfig(out=tmp_path / "live.json", seconds=8.0, media=media,
-                                                       camera=(640, 480)))
+    report = bench_live_browser(LiveBrowserBenchConfig(out=tmp_path / "live.json", seconds=13.0, phase=3.2,
+                                                       media=media, camera=(640, 480)))
     result = report["results"][0]
     assert result["frames_shown"] >= 5 and result["frames_per_second"] > 0, result
     assert result["switches"] >= 3 and result["switches_measured"] >= 2, result

@@ -37,7 +37,8 @@ def test_every_bench_command_writes_through_it():
     """No benchmark keeps its own JSON layout: each module behind a `heads bench` command uses BenchReport."""
     root = Path(__file__).resolve().parents[1]
     benches = [c for name, c in COMMANDS.items() if name.startswith("bench ")]
-    assert len(benches) == 10  # prepare, warp, watermark, train, finetune, infer, animate, live, loader, soak
+    # prepare, warp, watermark, train, finetune, infer, animate, live, live-browser, loader, soak
+    assert len(benches) == 11
     for command in benches:
         module = command.run.split(":")[0]
         assert "BenchReport(" in (root / (module.replace(".", "/") + ".py")).read_text(), module
