@@ -41,7 +41,7 @@ from heads.soak import EXAMPLES, Server, media_folder
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_FPS = 15.0  # issue 20: at least this many frames/s shown...
 TARGET_LATENCY_MS = 150.0  # ...and at most this long from camera frame to rendered frame
-MARKER = 48  # side (px, in a 640x480 frame; in proportion in others) of the phase marker in the feed's top-left corner
+MARKER = 48  # side (px in a 640x480 frame, in proportion in others) of the phase marker, top left of the middle 4:3
 THUMB = 64  # side of the thumbnails the page keeps of each rendered frame
 WARMUP = 2.0  # seconds of the stream not counted: the first frames personalise the photo and warm the caches
 STEADY = 0.5  # the last this fraction of each phase gives the steady states' thumbnails
