@@ -281,6 +281,17 @@ def _versions() -> dict[str, str]:
     return {"gradio": version("gradio"), "selenium": version("selenium"), "browser": browser}
 
 
+def _clicked(element) -> bool:
+    """Click `element`; False while something covers it (the page's loading overlay on a busy machine)."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+
+    try:
+        element.click()
+    except ElementClickInterceptedException:
+        return False
+    return True
+
+
 def _wait(condition, seconds: float, what: str, server: Server):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -320,8 +331,9 @@ def bench_live_browser(cfg: LiveBrowserBenchConfig) -> dict:
                 os.sched_setaffinity(0, cpus[:-1])
             driver = chromium(camera, work / "profile")
             driver.get(server.url)
-            _wait(lambda: driver.find_elements(By.XPATH, "//button[@role='tab' and contains(., 'Live')]"), 60,
-                  "the page", server)[0].click()
+            _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#animate"), 60, "the page", server)
+            tab = driver.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Live')]")
+            _wait(lambda: _clicked(tab), 60, "the Live tab to take a click", server)
             _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#live-photos input[type=file]"), 60,
                   "the Live tab", server)[0].send_keys(str(source))
             _wait(lambda: source.stem in driver.find_element(By.ID, "live-photos").text, 60, "the upload", server)

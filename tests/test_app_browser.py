@@ -316,13 +316,17 @@ def test_live_mode_follows_the_fake_camera(server, browser, camera, media, tmp_p
     browser.save_screenshot(str(screenshot))
     print(f"{len(frames)} live frames in {seconds:.1f} s; notes: {notes!r}; screenshot: {screenshot}")
     assert "frames/s" in notes and "warp" in notes, notes
-    first, *rest = (_image(src) for src in frames)
+    images = [_image(src) for src in frames]
     still, _ = shrink(load_image(photo), 512)  # the live mode's size
-    assert first.shape == still.shape
-    # The photo (its top: no face motion) with the invisible mark every shown frame carries, as JPEG.
-    assert np.abs(first - WATERMARK.embed(still).astype(first.dtype))[: still.shape[0] // 3].mean() < 3
+    assert images[0].shape == still.shape
+    # The photo (its top: no face motion) with the invisible mark every shown frame carries, as JPEG, among the
+    # first frames shown: a loaded page may load a later frame before the very first (the head has moved a little).
+    marked = WATERMARK.embed(still).astype(int)
+    top = [np.abs(image - marked)[: still.shape[0] // 3].mean() for image in images[:3]]
+    assert min(top) < 3, top
+    first = images[int(np.argmin(top))]
     assert WATERMARK.read(first.astype(np.uint8)) == WATERMARK.config.payload
-    assert max(np.abs(image - first).mean() for image in rest) > 1.0  # the face moved
+    assert max(np.abs(image - first).mean() for image in images) > 1.0  # the face moved
 
 
 def test_the_live_browser_bench_measures_the_live_tab(browser_binaries, media, tmp_path):
