@@ -288,7 +288,8 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
                         value="auto", label="Renderer", info=f"Best measured: {best}, because {why}.",
                     )
                     personalization = gr.Radio(
-                        [("Instant (feed-forward)", "instant"), ("Fine-tune (slower; on the shipped model no better than instant so far)", "fine-tune")],
+                        [("Instant (feed-forward)", "instant"),
+                         ("Fine-tune (slower; on the shipped model no better than instant so far)", "fine-tune")],
                         value="instant", label="Personalization", interactive=pipeline.can_finetune,
                         info=None if pipeline.can_finetune else "Fine-tuning needs torch and the PyTorch model.",
                     )
