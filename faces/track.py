@@ -17,6 +17,11 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _side(box: Box) -> float:
+    """The longer side of a box (px)."""
+    return max(box[2] - box[0], box[3] - box[1])
+
+
 def _followed(faces: list[Face], previous: Box) -> Face | None:
     """The face that overlaps the box predicted for the followed one enough to be the same person, if any."""
     best = max(faces, key=lambda f: iou(f.box, previous), default=None)
@@ -61,8 +66,7 @@ class FaceTracker:
         previous = None if self._face is None else self._predicted_box(self._face)
         followed, faces = None, None
         if previous is not None:
-            side = max(previous[2] - previous[0], previous[3] - previous[1])
-            faces = self.detector.detect_larger(frame, side * self.config.second_face_ratio**0.5)
+            faces = self.detector.detect_larger(frame, _side(previous) * self.config.second_face_ratio**0.5)
             followed = None if faces is None else _followed(faces, previous)
         elif self._lost is not None and self._lost[1] < self.config.detect_every:
             # A face lost a moment ago does not come back at a fraction of its size: searching for faces that
@@ -100,8 +104,7 @@ class FaceTracker:
             if face is None or not self._plausible(face, previous):
                 face = self._detect(frame)
         if previous is not None and face is None:
-            box = self._predicted_box(previous)
-            self._lost = (max(box[2] - box[0], box[3] - box[1]), 0)
+            self._lost = (_side(self._predicted_box(previous)), 0)
         elif face is not None:
             self._lost = None
         elif self._lost is not None:

@@ -318,12 +318,11 @@ def bench_live_browser(cfg: LiveBrowserBenchConfig) -> dict:
         camera = work / "feed.y4m"
         write_y4m(camera, [_webcam_frame(closed, 0, cfg.camera)] * per_phase
                   + [_webcam_frame(opened, 255, cfg.camera)] * per_phase)
-        if cfg.weights is not None:
-            os.environ["HEADS_WEIGHTS"] = str(cfg.weights)
         cpus = sorted(os.sched_getaffinity(0))
         if cfg.split_cores:  # the children inherit this process's CPUs when they start
             os.sched_setaffinity(0, cpus[-1:])
-        server = Server(cfg.app or ROOT / "app.py", work, max_frames=32)
+        server = Server(cfg.app or ROOT / "app.py", work, max_frames=32,
+                        extra_env=None if cfg.weights is None else {"HEADS_WEIGHTS": str(cfg.weights)})
         driver = None
         try:
             started = server.wait()

@@ -149,16 +149,17 @@ def _free_port() -> int:
 class Server:
     """app.py in its own process on a free local port, configured through the environment as on a Space; its
     temporary files (uploads, results) go to a folder of this run. `python` runs it (default: this interpreter; the
-    Space test gives a fresh venv's)."""
+    Space test gives a fresh venv's); `extra_env` adds to its environment (e.g. HEADS_WEIGHTS)."""
 
-    def __init__(self, app: Path, work: Path, max_frames: int, python: str | Path = sys.executable):
+    def __init__(self, app: Path, work: Path, max_frames: int, python: str | Path = sys.executable,
+                 extra_env: dict[str, str] | None = None):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.temp = work / "server-tmp"
         self.temp.mkdir()
         env = {**os.environ, "HEADS_MAX_FRAMES": str(max_frames), "GRADIO_SERVER_NAME": "127.0.0.1",
                "GRADIO_SERVER_PORT": str(self.port), "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(self.temp),
-               "GRADIO_TEMP_DIR": str(self.temp / "gradio"), "PYTHONUNBUFFERED": "1"}
+               "GRADIO_TEMP_DIR": str(self.temp / "gradio"), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
         self.log = work / "server.log"
         with self.log.open("w") as log:
             self.process = subprocess.Popen([str(python), str(app)], cwd=app.parent, env=env, stdout=log,
