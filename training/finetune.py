@@ -151,11 +151,12 @@ class FineTuner:
                              "D.safetensors, or fine-tune with --tune.no-adversarial")
         self.settings = settings
         self.device = _device(networks)
-        self.G = copy.deepcopy(networks.G).train()
         self.psi = nn.Parameter(project(networks, e))  # ψ′, starting at the feed-forward P·ê_NEW: (1, psi_size)
-        # P is replaced by ψ′; with train="psi" G's own weights stay the meta-learned ones.
+        # P is replaced by ψ′. With train="psi" G is the meta-learned one, frozen and in eval mode throughout: no
+        # spectral-norm power iteration moves its weights, so the held-out checks and the steps see one G.
+        self.G = copy.deepcopy(networks.G).train(not self.psi_only)
         g_params = [p for n, p in self.G.named_parameters() if not n.startswith("P.")]
-        if settings.train == "psi":
+        if self.psi_only:
             self.G.requires_grad_(False)
             g_params = []
         self.opt_g = torch.optim.Adam([*g_params, self.psi], lr=settings.lr_g, betas=settings.betas)
@@ -168,9 +169,21 @@ class FineTuner:
         self.content = content_loss(settings.loss).to(self.device)
 
     @property
+    def psi_only(self) -> bool:
+        return self.settings.train == "psi"
+
+    @torch.no_grad()
+    def encode(self, g_in: Tensor) -> Tensor | None:
+        """G's encoder features of frames that `step` will see again and again, when only ψ′ trains (they do not
+        depend on ψ′, and G is frozen); None otherwise, as G's encoder then changes with every step."""
+        if not self.psi_only:
+            return None
+        return torch.cat([self.G.encode(part) for part in g_in.split(EMBED_BATCH)])
+
+    @property
     def generator(self) -> dict[str, Tensor] | None:
         """The fine-tuned G's weights for the avatar; None when only ψ′ trained (the model's own G renders)."""
-        if self.settings.train == "psi":
+        if self.psi_only:
             return None
         return {k: v.detach().cpu().clone() for k, v in self.G.state_dict().items()}
 
@@ -183,21 +196,21 @@ class FineTuner:
             fake = self.G.render(g_in, self.psi, region).float()
             return float((fake - x).abs().mean() + self.content(fake, x))
         finally:
-            self.G.train()
+            self.G.train(not self.psi_only)
 
     @staticmethod
     def _checked(terms: dict[str, Tensor], step: int) -> dict[str, float]:
         values = {k: float(v.detach()) for k, v in terms.items()}
         return check_finite(values, step, "fine-tuning", "lower the learning rates or use --tune.precision fp32")
 
-    def step(self, x: Tensor, y: Tensor, g_in: Tensor, step: int = 0, region: Tensor | None = None
-             ) -> dict[str, float]:
+    def step(self, x: Tensor, y: Tensor, g_in: Tensor, step: int = 0, region: Tensor | None = None,
+             encoded: Tensor | None = None) -> dict[str, float]:
         """x, y: (B, 3, R, R) target frames and their landmark images; g_in: `generator_input` of y (and guides);
-        region: refining models' (B, 1, R, R) `regions`."""
+        region: refining models' (B, 1, R, R) `regions`; encoded: `encode(g_in)` when it gave them."""
         s, dev = self.settings, self.device
         if self.D is None:
             with autocast(dev, s.precision):
-                fake = self.G.render(g_in, self.psi, region)
+                fake = self.G.render(g_in, self.psi, region, encoded)
                 terms = {"cnt": self.content(fake, x)}
             logged = self._checked(terms, step)
             self.opt_g.zero_grad(set_to_none=True)
@@ -208,7 +221,7 @@ class FineTuner:
         w = self.w.expand(len(x), -1)
         self.D.requires_grad_(False)
         with autocast(dev, s.precision):
-            fake = self.G.render(g_in, self.psi, region)
+            fake = self.G.render(g_in, self.psi, region, encoded)
             terms = generator_losses(fake, x, y, w.detach(), self.D, self.content, s.loss.feature_matching)
         logged = self._checked(terms, step)
         self.opt_g.zero_grad(set_to_none=True)
@@ -298,19 +311,29 @@ def personalize(
             return tuner.error(hx, h_in, h_region)
 
     x, y = x[train], y[train]
+    encoded = tuner.encode(g_in)
     best = _Best(check, tuner) if check is not None else None
     gen = torch.Generator().manual_seed(settings.seed)
     bar = tqdm(range(steps), disable=not progress, unit="step", desc=f"fine-tuning T={len(frames)}",
                dynamic_ncols=True)
+    run = 0
     for step in bar:
-        idx = torch.randint(len(x), (settings.batch,), generator=gen).to(device)
-        losses = tuner.step(x[idx], y[idx], g_in[idx], step, None if region is None else region[idx])
+        # With no more photos to train on than a batch holds, each step takes every one once: drawing four of one
+        # photo would cost four times as much for the same gradient.
+        if len(x) <= settings.batch:
+            idx = torch.arange(len(x), device=device)
+        else:
+            idx = torch.randint(len(x), (settings.batch,), generator=gen).to(device)
+        losses = tuner.step(x[idx], y[idx], g_in[idx], step, None if region is None else region[idx],
+                            None if encoded is None else encoded[idx])
+        run = step + 1
         bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
         if on_step is not None:
-            on_step(step + 1, steps)
-        if best is not None and (step + 1) % settings.check_every == 0 and best.measure(step + 1) >= settings.patience:
+            on_step(run, steps)
+        if best is not None and run % settings.check_every == 0 and best.measure(run) >= settings.patience:
             break  # the held-out error stopped falling
     bar.close()
+    info["steps_run"] = run
     info["final_losses"] = losses
     if best is None:
         return Avatar(tuner.psi.detach().cpu().clone(), e.cpu(), info, tuner.generator, sources)
@@ -418,5 +441,6 @@ def holdout_summary(info: dict) -> str | None:
     if held["best_step"] == 0:
         return (f"fine-tuning did not lower the error on {what} ({held['error_before']:.4f}): the feed-forward "
                 f"avatar is used")
+    run = info.get("steps_run", held["checks"][-1][0])  # avatars written before steps_run was recorded
     return (f"fine-tuning lowered the error on {what} from {held['error_before']:.4f} to {held['error_after']:.4f} "
-            f"(best at step {held['best_step']}, {held['checks'][-1][0]} steps run)")
+            f"(best at step {held['best_step']}, {run} steps run)")

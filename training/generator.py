@@ -80,17 +80,22 @@ class Generator(nn.Module):
         """ψ̂ = P·ê: (B, N) -> (B, psi_size), all AdaIN parameters of one person."""
         return self.P(e)
 
-    def _decode(self, y: Tensor, psi: Tensor) -> Tensor:
-        """The raw output channels (B, 3 or 4, R, R) before any squashing."""
+    def encode(self, y: Tensor) -> Tensor:
+        """The encoder's bottleneck features of the input (B, C, b, b). They do not depend on ψ: fine-tuning ψ′ alone
+        computes them once per photo and passes them back as `encoded` (a sixth of a step's work)."""
+        return self.encoder(self.stem(y))[-1]
+
+    def _decode(self, y: Tensor, psi: Tensor, encoded: Tensor | None = None) -> Tensor:
+        """The raw output channels (B, 3 or 4, R, R) before any squashing; `encoded`: `encode(y)` when known."""
         if psi.shape[0] != y.shape[0]:
             psi = psi.expand(y.shape[0], -1)
         chunks = iter(psi.split([m.psi_size for m in self.adaptive], 1))
-        h = self.encoder(self.stem(y))[-1]
+        h = self.encode(y) if encoded is None else encoded
         for block in self.decoder:
             h = block(h, next(chunks)) if isinstance(block, ResBlock) else block(h)
         return self.shuffle(self.out_conv(self.out_norm(h, next(chunks)).relu()))
 
-    def refinement(self, y: Tensor, psi: Tensor) -> Tensor:
+    def refinement(self, y: Tensor, psi: Tensor, encoded: Tensor | None = None) -> Tensor:
         """Refining models: (B, 4, R, R), the correction δ of the guide's warp (guide + δ in [-1, 1]) and its
         weight α in (0, 1), before the composite restricts α to `faces.guide.refine_region`.
 
@@ -98,22 +103,23 @@ class Generator(nn.Module):
         synthesis that was never needed where that model kept the warp (saturated colours, no face), and α then
         painted it over edges. And a correction adds to a sharper warp than the guide it was learnt on: the app adds
         it, upsampled, to the warp of the photo at its own resolution, which keeps the photo's detail."""
-        out = self._decode(y, psi)
+        out = self._decode(y, psi, encoded)
         guide = y[:, 3:6]  # the guide's warp
         delta = (guide + out[:, :3].tanh()).clamp(-1.0, 1.0) - guide
         return torch.cat([delta, out[:, 3:].sigmoid()], 1)
 
-    def render(self, y: Tensor, psi: Tensor, region: Tensor | None = None) -> Tensor:
+    def render(self, y: Tensor, psi: Tensor, region: Tensor | None = None, encoded: Tensor | None = None) -> Tensor:
         """y: (B, 3 or 7, R, R) landmark image, then the warp guide when warp-guided; psi: (B or 1, psi_size);
-        region (B, 1, R, R): refining models only, where their α counts (`faces.guide.refine_region`).
+        region (B, 1, R, R): refining models only, where their α counts (`faces.guide.refine_region`); encoded:
+        `encode(y)` when already computed.
 
         Returns (B, 3, R, R) frames in [-1, 1].
         """
         if self.refines:
             if region is None:
                 raise ValueError("a refining G composites within a region: pass faces.guide.refine_region's")
-            return composite(y[:, 3:6], self.refinement(y, psi), region)
-        out = self._decode(y, psi)
+            return composite(y[:, 3:6], self.refinement(y, psi, encoded), region)
+        out = self._decode(y, psi, encoded)
         if not self.guided:
             return out.tanh()
         alpha = out[:, 3:].sigmoid()
