@@ -305,10 +305,12 @@ class Pipeline:
         stage = _Stage(progress, "fine-tuning", steps)
         assert self.torch_model is not None
         out = Path(tempfile.mkdtemp(dir=self.workdir)) / "avatar.onnx"
-        tuning.finetune_avatar(self.torch_model, source, steps, self.model.model_id, out, lambda done, _: stage(done))
+        bought = tuning.finetune_avatar(self.torch_model, source, steps, self.model.model_id, out,
+                                        lambda done, _: stage(done))
+        stage(steps, force=True)  # the held-out photo may have stopped it early
         attach_sources(out, source)
         engine = Engine.load(out, self.settings)
-        description = f"neural, fine-tuned {steps} steps on {len(faces)} photo(s)"
+        description = f"neural, fine-tuned on {len(faces)} photo(s): {bought}"
         return self._neural_persona(engine, faces, source, description, config, out)
 
     def _neural_persona(self, engine: Engine, faces: list[SourceFace], source: Crops, description: str,

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -238,7 +239,11 @@ def test_neural_fine_tuning_exports_an_avatar(neural_pipeline, media, tmp_path):
     result = neural_pipeline.run(config, reports.append)
     tuning = [p for p in reports if p.stage == "fine-tuning"]
     assert tuning[-1].done == tuning[-1].total == 2
-    assert "fine-tuned 2 steps" in result.renderer and result.avatar.is_file()
+    # What the 2 steps bought on the held-out (mirrored) photo, in one line, whichever way it went.
+    assert result.renderer.startswith("neural, fine-tuned on 1 photo(s): fine-tuning ")
+    assert re.search(r"(lowered the error on the mirrored photo from .* 2 steps run|did not lower the error on the "
+                     r"mirrored photo .* the feed-forward avatar is used)", result.renderer), result.renderer
+    assert result.avatar.is_file()
     assert probe(result.video).frames == FRAMES
 
 

@@ -7,7 +7,7 @@ avatar it produced.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, cast
 
 from base.errors import ConfigError
 from faces.config import MAX_SHOTS
@@ -18,23 +18,42 @@ METHODS = ("still", "plainwarp", "warp", "ff", "ft")
 METRICS = tuple(METRIC_REGISTRY)  # every metric, in the results table's order
 
 
+# The named fine-tuning recipes (`--tune.recipe`), one home for what each sets. `light` (the default) was chosen by
+# measurement on the test split (docs/fewshot.md): ψ′ alone on L_CNT, the step chosen on a held-out photo, at most
+# LIGHT_STEPS steps. `paper` is Zakharov et al.'s: all of G with ψ′, against D, every photo trained on, the
+# meta-learning learning rate, `default_steps(T)` steps.
+RECIPES: dict[str, dict[str, object]] = {
+    "light": {"train": "psi", "adversarial": False, "holdout": 1, "lr_g": 3e-3},
+    "paper": {"train": "all", "adversarial": True, "holdout": 0, "lr_g": 5e-5},
+}
+DEFAULT_RECIPE = "light"
+LIGHT_STEPS = 100  # the held-out photo usually stops it sooner; 100 steps keep T = 8 within a minute on 2 CPU cores
+
+
 @dataclass(frozen=True)
 class FinetuneSettings:
-    """The paper's second stage: G (with ψ′ = P·ê_NEW as a free parameter) and D (with w′ = w0 + ê_NEW) trained on
-    one person's T frames with L_CNT + L_ADV and L_DSC, starting from the meta-learned weights (the defaults). The
-    options `train`, `adversarial` and `holdout` make the lighter recipes of docs/fewshot.md: ψ′ alone, L_CNT
-    alone, and the step chosen on held-out photos."""
+    """The paper's second stage, or a lighter recipe of it: ψ′ (starting at P·ê_NEW) and, in the paper's, G and D
+    (with w′ = w0 + ê_NEW) trained on one person's T frames, starting from the meta-learned weights. `recipe` names a
+    whole set of choices (RECIPES); its fields `train`, `adversarial`, `holdout` and `lr_g` can be set one by one
+    instead, starting from the default recipe's values."""
 
+    recipe: Literal["light", "paper"] = DEFAULT_RECIPE
+    """`light`: ψ′ alone on L_CNT (no D), one photo held out to choose the step, Adam at 3e-3, at most 100 steps:
+    measured better than feed-forward (docs/fewshot.md). `paper`: Zakharov et al.'s full fine-tuning (all of G
+    with ψ′, L_CNT + L_ADV against D, every photo trained on, Adam at 5e-5, `default_steps(T)` steps). A recipe
+    other than the default sets train, adversarial, holdout and lr_g itself: leave those unset with it."""
     steps: int | None = None
     """Fine-tuning steps: 0 is feed-forward (ψ = P·ê_NEW, nothing trained, well under a second), N fine-tunes for N
-    steps; unset: `default_steps(T, batch)`. The same option as `heads animate --finetune-steps` and the app's
-    slider."""
+    steps (at most: the held-out photos may stop it sooner); unset: the recipe's (`default_steps`). The same option
+    as `heads animate --finetune-steps` and the app's slider."""
     batch: int = 4
-    """Target frames per step, drawn from the T frames with replacement."""
-    lr_g: float = 5e-5
-    """Adam learning rate of G and ψ′ (meta-learning's)."""
+    """Target frames per step, drawn from the training photos with replacement (all of them, once each, when there
+    are no more than this)."""
+    lr_g: float = cast(float, RECIPES[DEFAULT_RECIPE]["lr_g"])
+    """Adam learning rate of ψ′ (and G). 3e-3 moves ψ′'s few thousand numbers within 100 steps; the paper's
+    recipe trains G too, at meta-learning's 5e-5."""
     lr_d: float = 2e-4
-    """Adam learning rate of D and w′ (meta-learning's)."""
+    """Adam learning rate of D and w′ (meta-learning's), when adversarial."""
     betas: tuple[float, float] = (0.0, 0.9)
     loss: LossConfig = field(default_factory=lambda: LossConfig(perceptual=("dlib",)))
     """L_CNT networks and weights; `match` is unused (there is no W to match)."""
@@ -42,13 +61,13 @@ class FinetuneSettings:
     """Autocast dtype (fp16 would need a gradient scaler; bf16 does not)."""
     seed: int = 0
     """Seeds the choice of target frames, so a fine-tuning run is repeatable."""
-    train: Literal["all", "psi"] = "all"
-    """What fine-tuning changes: `all` of G with ψ′ (the paper's), or `psi`, ψ′ alone (G stays the meta-learned
-    one: a few thousand numbers, which cannot learn the few photos by heart the way G's weights can)."""
-    adversarial: bool = True
+    train: Literal["all", "psi"] = cast(Literal["all", "psi"], RECIPES[DEFAULT_RECIPE]["train"])
+    """What fine-tuning changes: `psi`, ψ′ alone (G stays the meta-learned one: a few thousand numbers, which cannot
+    learn the few photos by heart the way G's weights can), or `all` of G with ψ′ (the paper's)."""
+    adversarial: bool = cast(bool, RECIPES[DEFAULT_RECIPE]["adversarial"])
     """Train against D (its adversarial and feature-matching terms, and D's own phase: the paper's), or on L_CNT
-    alone, with no D at all (about half the work a step, and no D to swing)."""
-    holdout: int = 0
+    alone, with no D at all (about half the work a step, no D to swing, and a model without D can fine-tune)."""
+    holdout: int = cast(int, RECIPES[DEFAULT_RECIPE]["holdout"])
     """Photos kept out of training to choose the step by (T > 1; with T = 1 the mirrored photo is held out): every
     `check_every` steps their error (pixel L1 + L_CNT) is measured, and the best state is kept, the feed-forward
     avatar included (step 0). 0 trains on every photo and keeps the last step (the paper's)."""
@@ -58,21 +77,34 @@ class FinetuneSettings:
     """Measurements in a row without a new best before fine-tuning stops early."""
 
     def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"unknown fine-tuning recipe {self.recipe!r}; known: {', '.join(RECIPES)}")
+        if self.recipe != DEFAULT_RECIPE:
+            default, own = RECIPES[DEFAULT_RECIPE], RECIPES[self.recipe]
+            # Unset (the default recipe's value) or already this recipe's (dataclasses.replace copies every field).
+            changed = [key for key, value in default.items() if getattr(self, key) not in (value, own[key])]
+            if changed:
+                raise ConfigError(f"--tune.recipe {self.recipe} sets {', '.join(changed)} itself; to change one of "
+                                  f"its choices, set them all on the default recipe instead")
+            for key, value in RECIPES[self.recipe].items():
+                object.__setattr__(self, key, value)
         if self.batch < 1 or (self.steps is not None and self.steps < 0):
             raise ConfigError("batch must be >= 1 and steps >= 0")
         if self.holdout < 0 or self.check_every < 1 or self.patience < 1:
             raise ConfigError("holdout must be >= 0, check_every and patience >= 1")
 
     def resolved_steps(self, shots: int) -> int:
-        """The steps to run for T = `shots` frames: `steps`, or the default rule when it is unset."""
-        return default_steps(shots, self.batch) if self.steps is None else self.steps
+        """The steps to run for T = `shots` frames: `steps`, or the recipe's default when it is unset."""
+        return default_steps(shots, self.batch, self.recipe) if self.steps is None else self.steps
 
 
-def default_steps(shots: int, batch: int = FinetuneSettings.batch) -> int:
+def default_steps(shots: int, batch: int = FinetuneSettings.batch, recipe: str = DEFAULT_RECIPE) -> int:
     """The one default of the fine-tuning step count, for T = `shots` frames (`heads finetune`, `heads evaluate`, and
-    the app's slider as photos are added): about 40 passes over the T frames (the reference implementation's 40
-    epochs), at least 100 steps so that one photo still moves ψ′, and at most 400 (T = 32 at batch 4) to keep CPU
-    runs within minutes."""
+    the app's slider as photos are added). The light recipe: LIGHT_STEPS, at most (its held-out photo stops it).
+    The paper's: about 40 passes over the T frames (the reference implementation's 40 epochs), at least 100 steps
+    so that one photo still moves ψ′, and at most 400 (T = 32 at batch 4) to keep CPU runs within minutes."""
+    if recipe == "light":
+        return LIGHT_STEPS
     return int(min(400, max(100, round(40 * shots / batch))))
 
 
@@ -213,9 +245,14 @@ class FinetuneBenchConfig:
     """`heads bench finetune`: fine-tuning and feed-forward time per preset and T on this device."""
 
     presets: tuple[str, ...] = ("compact", "paper")
+    """Untrained model presets, each timed over `steps` steps and extrapolated (when no --model is given)."""
+    model: str | None = None
+    """A trained model (a weights folder such as weights/torch, a checkpoint or a run directory): the whole recipe
+    timed end to end instead, every step of it, for each T."""
     shots: tuple[int, ...] = (1, 8, 32)
     steps: int = 3
-    """Timed steps per (preset, T) after one warm-up step; the total is extrapolated to the default step count."""
+    """Presets: timed steps per (preset, T) after one warm-up step; the total is extrapolated to the default step
+    count."""
     tune: FinetuneSettings = field(default_factory=FinetuneSettings)
     device: str = "auto"
     out: str = "runs/bench/finetune.json"

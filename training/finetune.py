@@ -333,6 +333,8 @@ def personalize(
         if best is not None and run % settings.check_every == 0 and best.measure(run) >= settings.patience:
             break  # the held-out error stopped falling
     bar.close()
+    if best is not None and run % settings.check_every:
+        best.measure(run)  # the last steps since a check count too (a run shorter than check_every has no other)
     info["steps_run"] = run
     info["final_losses"] = losses
     if best is None:
@@ -379,7 +381,7 @@ class _Best:
     def measure(self, step: int) -> int:
         """Measure at `step`; keep the state if it is the best so far. Returns the measurements since the best."""
         value = self.error()
-        self.checks.append((step, round(value, 5)))
+        self.checks.append([step, round(value, 5)])  # a list, as avatar.json gives it back
         if value < (1.0 - MIN_GAIN) * self.value:
             self.value, self.step, self.stale = value, step, 0
             self.psi, self.generator = self.tuner.psi.detach().cpu().clone(), self.tuner.generator
