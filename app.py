@@ -289,13 +289,15 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
                     )
                     personalization = gr.Radio(
                         [("Instant (feed-forward)", "instant"),
-                         ("Fine-tune (slower; on the shipped model no better than instant so far)", "fine-tune")],
+                         ("Fine-tune (up to a minute; a little closer to the person with several photos)",
+                          "fine-tune")],
                         value="instant", label="Personalization", interactive=pipeline.can_finetune,
                         info=None if pipeline.can_finetune else "Fine-tuning needs torch and the PyTorch model.",
                     )
                     # The steps alone carry the choice to the handler (0: instant), as `heads animate --finetune-steps`
                     # does; the radio above is the page's way of setting them.
-                    steps = gr.Slider(0, 400, value=0, step=10, label="Fine-tuning steps", info="0: instant",
+                    steps = gr.Slider(0, 400, value=0, step=10, label="Fine-tuning steps (at most)",
+                                      info="0: instant; a held-out photo stops it sooner when it stops helping",
                                       visible=False)
                     mode = gr.Radio([("Relative (keeps the face shape)", "relative"), ("Absolute", "absolute")],
                                     value="relative", label="Motion transfer")

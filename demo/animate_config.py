@@ -57,9 +57,10 @@ class AnimateConfig(Controls):
     (ONNX); warp: classical piecewise-affine warp of the photos (instant, CPU). Without a neural model in the weights
     folder, neural falls back to warp with a notice."""
     finetune_steps: int = 0
-    """0: instant feed-forward personalization (onnxruntime only). N > 0: fine-tune N steps first (needs torch and
-    the PyTorch model, see docs/app.md). The option `FinetuneSettings.steps` of `heads finetune`, with the same
-    meaning; the app's slider proposes its default for the photos given (`training.fewshot_config.default_steps`)."""
+    """0: instant feed-forward personalization (onnxruntime only). N > 0: fine-tune first, with the default (light)
+    recipe, for at most N steps (a held-out photo stops it sooner; needs torch and the PyTorch model, see
+    docs/app.md). The option `FinetuneSettings.steps` of `heads finetune`, with the same meaning; the app's slider
+    proposes its default for the photos given (`training.fewshot_config.default_steps`)."""
     mode: Literal["relative", "absolute"] = "relative"
     """relative: the driver's motion applied to the source's own face shape (landmark adaptation); absolute: the
     driver's landmarks themselves (the paper's setting; the driver's face shape leaks into the result)."""

@@ -8,9 +8,6 @@ Needs chromium, chromedriver and selenium: a failure in CI (CI=true) when they a
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from base.errors import UserError
 from demo.compose import shrink
 from demo.example_media import DRIVING, PORTRAIT
 from faces.image_io import load_image
 from faces.video import VideoReader
 from faces.watermark import WATERMARK
 from heads.bench_live_browser import browser_missing, chromium, write_y4m
+from heads.soak import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 20  # the app's frame cap for these runs (HEADS_MAX_FRAMES): the result only has to play
@@ -40,12 +39,6 @@ def browser_binaries() -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(missing)
         pytest.skip(missing)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -66,34 +59,17 @@ def weights(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, browser_binaries, weights):
-    """app.py in a subprocess on 127.0.0.1; yields its URL, and its log on failure."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "HEADS_MAX_FRAMES": str(FRAMES), "OMP_WAIT_POLICY": "PASSIVE",
-           "HEADS_WEIGHTS": str(weights)}
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    """app.py in a subprocess on 127.0.0.1 (heads.soak's, as the benchmarks start it); yields its URL and its log."""
+    app = Server(ROOT / "app.py", tmp_path_factory.mktemp("app"), FRAMES,
+                 extra_env={"OMP_WAIT_POLICY": "PASSIVE", "HEADS_WEIGHTS": str(weights)})
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"app.py did not start:\n{log.read_text()}")
-            time.sleep(0.5)
-        yield url, log
-    finally:
-        process.terminate()
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            app.wait(120)
+        except UserError as error:
+            pytest.fail(f"app.py did not start: {error}")
+        yield app.url, app.log
+    finally:
+        app.stop()
 
 
 @pytest.fixture(scope="module")

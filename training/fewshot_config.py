@@ -39,9 +39,10 @@ class FinetuneSettings:
 
     recipe: Literal["light", "paper"] = DEFAULT_RECIPE
     """`light`: ψ′ alone on L_CNT (no D), one photo held out to choose the step, Adam at 3e-3, at most 100 steps:
-    measured better than feed-forward (docs/fewshot.md). `paper`: Zakharov et al.'s full fine-tuning (all of G
-    with ψ′, L_CNT + L_ADV against D, every photo trained on, Adam at 5e-5, `default_steps(T)` steps). A recipe
-    other than the default sets train, adversarial, holdout and lr_g itself: leave those unset with it."""
+    measured better than feed-forward at T = 8 and 32 (docs/fewshot.md). `paper`: Zakharov et al.'s full
+    fine-tuning (all of G with ψ′, L_CNT + L_ADV against D, every photo trained on, Adam at 5e-5,
+    `default_steps(T)` steps). A recipe other than the default sets train, adversarial, holdout and lr_g itself:
+    leave those unset with it."""
     steps: int | None = None
     """Fine-tuning steps: 0 is feed-forward (ψ = P·ê_NEW, nothing trained, well under a second), N fine-tunes for N
     steps (at most: the held-out photos may stop it sooner); unset: the recipe's (`default_steps`). The same option

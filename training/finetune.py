@@ -1,5 +1,6 @@
 """Few-shot personalization, the paper's second stage: `personalize` turns T frames of one person into an Avatar,
-feed-forward (ψ = P·ê_NEW, no training) or fine-tuned (ψ′ and G, with w′ and D, trained on the T frames).
+feed-forward (ψ = P·ê_NEW, no training) or fine-tuned by a recipe of `training.fewshot_config.RECIPES`: the light
+default (ψ′ alone, the step chosen on a held-out photo) or the paper's (ψ′ and G, with w′ and D, on the T frames).
 
 The G and D phases are meta-learning's own (`training.phases`); only the parameters differ: P and W are gone, ψ′ and
 w′ take their place. The person's images become crops through the app's own path (`faces.source_faces`), so that
@@ -45,8 +46,9 @@ from training.phases import (
 )
 
 EMBED_BATCH = 8  # frames per pass of E, bounding memory at T = 32
-# A held-out error counts as a new best only when this much (relatively) lower: G's spectral-norm power iterations
-# move its weights a little with every training-mode pass, even at a learning rate of 0.
+# A held-out error counts as a new best only when this much (relatively) lower: a gain below it is noise (and when G
+# trains too, its spectral-norm power iterations move its weights a little with every pass, even at a learning rate
+# of 0).
 MIN_GAIN = 1e-3
 
 

