@@ -157,12 +157,15 @@ def test_psi_only_fine_tuning_leaves_g_frozen_and_reuses_its_encoder_features(ne
         assert not torch.equal(tuner.psi, networks.G.psi(e))  # ψ′ alone moved
     assert all(torch.equal(v, networks.G.state_dict()[k]) for k, v in before.items())  # the shared G untouched
 
-    sizes: list[int] = []
+    seen: list[torch.Tensor] = []
     step = FineTuner.step
-    monkeypatch.setattr(FineTuner, "step", lambda self, x, *a, **k: sizes.append(len(x)) or step(self, x, *a, **k))
+    monkeypatch.setattr(FineTuner, "step", lambda self, x, *a, **k: seen.append(x) or step(self, x, *a, **k))
     one = person(1, 1)
-    avatar = personalize(networks, one["frames"], one["landmark_images"], settings=settings)
-    assert sizes == [1] * 6 and avatar.info["steps_run"] == 6 and avatar.generator is None
+    avatar = personalize(networks, one["frames"], one["landmark_images"], settings=replace(settings, holdout=1))
+    assert [len(x) for x in seen] == [1] * 6 and avatar.info["steps_run"] == 6 and avatar.generator is None
+    # With one photo, G trains on its mirror image (the photo itself, re-made from the mirror, is held out).
+    torch.testing.assert_close(seen[0], to_tensor(one["frames"][:, :, ::-1].copy()))
+    assert avatar.info["holdout"]["mirrored"]
 
 
 def test_finetuning_is_seeded(networks):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -298,21 +298,17 @@ def personalize(
         return Avatar(project(networks, e).cpu(), e.cpu(), info, None, sources)
 
     tuner = FineTuner(networks, e, settings)
-    train, held = _held_out(frames, landmark_images, points, settings.holdout)
-    tp = None if points is None else points[train]
-    guide = guides(frames[train], tp, tp, exclude_self=True) if guided else None
-    g_in = generator_input(y[train], guide)
-    region = regions(tp, g_in.shape[-1]).to(device) if networks.cfg.refines else None
+    train, held = _split(frames, landmark_images, points, settings.holdout)
+    x, y, g_in = train.inputs(guided, device)
+    region = regions(train.points, g_in.shape[-1]).to(device) if networks.cfg.refines else None
     check = None
-    if held is not None:  # the held-out photos' generator input, guided by the training photos
-        hx, hy, hp = (to_tensor(held[0]).to(device), to_tensor(held[1]).to(device), held[2])
-        h_in = generator_input(hy, guides(frames[train], tp, hp) if guided else None)
-        h_region = regions(hp, h_in.shape[-1]).to(device) if networks.cfg.refines else None
+    if held is not None:
+        hx, _, h_in = held.inputs(guided, device)
+        h_region = regions(held.points, h_in.shape[-1]).to(device) if networks.cfg.refines else None
 
         def check() -> float:
             return tuner.error(hx, h_in, h_region)
 
-    x, y = x[train], y[train]
     encoded = tuner.encode(g_in)
     best = _Best(check, tuner) if check is not None else None
     gen = torch.Generator().manual_seed(settings.seed)
@@ -341,33 +337,63 @@ def personalize(
     info["final_losses"] = losses
     if best is None:
         return Avatar(tuner.psi.detach().cpu().clone(), e.cpu(), info, tuner.generator, sources)
-    info["holdout"] = best.report(len(held[0]), mirrored=len(frames) == 1)
+    info["holdout"] = best.report(len(held.frames), mirrored=len(frames) == 1)
     if best.step == 0:  # no step beat the feed-forward avatar on the held-out photos: keep it
         return Avatar(project(networks, e).cpu(), e.cpu(), info, None, sources)
     return Avatar(best.psi, e.cpu(), info, best.generator, sources)
 
 
-def _held_out(frames: np.ndarray, landmark_images: np.ndarray, points: np.ndarray | None, holdout: int
-              ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray | None] | None]:
-    """Indices of the photos to train on, and the held-out photos (frames, landmark images, points) or None.
+@dataclass
+class _Photos:
+    """Fine-tuning targets (frames, landmark images, points) and the photos their warp guides are made from."""
 
-    With T > 1, `holdout` photos (at most T - 1) spread over the T are kept out. With one photo nothing can be kept
-    out, so the photo mirrored is held out instead: another view of the same face, its landmarks' sides swapped."""
+    frames: np.ndarray
+    landmark_images: np.ndarray
+    points: np.ndarray | None
+    source_frames: np.ndarray
+    source_points: np.ndarray | None
+    self_guided: bool  # the targets are the sources: each is guided by the others (`guides`' exclude_self)
+
+    def inputs(self, guided: bool, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """Target frames, landmark images and G's input (with the warp guides when `guided`), as tensors."""
+        x, y = to_tensor(self.frames).to(device), to_tensor(self.landmark_images).to(device)
+        guide = None
+        if guided:
+            guide = guides(self.source_frames, self.source_points, self.points, exclude_self=self.self_guided)
+        return x, y, generator_input(y, guide.to(device) if guide is not None else None)
+
+
+def _split(frames: np.ndarray, landmark_images: np.ndarray, points: np.ndarray | None, holdout: int
+           ) -> tuple[_Photos, _Photos | None]:
+    """The photos to train on and those held out (None with holdout 0), each with the photos that guide them.
+
+    With T > 1, `holdout` photos (at most T - 1) spread over the T are kept out; the training photos guide each
+    other and the held-out ones. With one photo, its mirror image (landmarks' sides swapped) is the other view of
+    the same face: G trains on the mirror guided by the photo's warp onto it (a warp across the head's turn, as
+    driving asks for; the photo guiding itself would teach G to copy a perfect warp), and the photo itself, guided
+    by the mirror's warp, is held out. At T = 1 on the test split this took landmark error from +0.038 +- 0.018
+    to +0.005 +- 0.004 against feed-forward (docs/fewshot.md)."""
     count = len(frames)
     if holdout == 0:
-        return np.arange(count), None
+        return _Photos(frames, landmark_images, points, frames, points, True), None
     if count == 1:
         size = frames.shape[2]
+        mirror = frames[:, :, ::-1].copy()
         if points is None:
-            return np.arange(1), (frames[:, :, ::-1].copy(), landmark_images[:, :, ::-1].copy(), None)
-        flipped = np.stack([flip_points(p, size) for p in points])
-        drawn = np.stack([draw_landmarks(p, size) for p in flipped])
-        return np.arange(1), (frames[:, :, ::-1].copy(), drawn, flipped)
+            mirrored = _Photos(mirror, landmark_images[:, :, ::-1].copy(), None, frames, None, False)
+        else:
+            flipped = np.stack([flip_points(p, size) for p in points])
+            drawn = np.stack([draw_landmarks(p, size) for p in flipped])
+            mirrored = _Photos(mirror, drawn, flipped, frames, points, False)
+        return mirrored, _Photos(frames, landmark_images, points, mirror, mirrored.points, False)
     kept = np.unique(np.linspace(0, count - 1, min(holdout, count - 1) + 2).round().astype(int)[1:-1])
     if len(kept) < min(holdout, count - 1):  # too few distinct inner positions: take the last ones
         kept = np.arange(count - min(holdout, count - 1), count)
     train = np.setdiff1d(np.arange(count), kept)
-    return train, (frames[kept], landmark_images[kept], None if points is None else points[kept])
+    tp = None if points is None else points[train]
+    return (_Photos(frames[train], landmark_images[train], tp, frames[train], tp, True),
+            _Photos(frames[kept], landmark_images[kept], None if points is None else points[kept], frames[train], tp,
+                    False))
 
 
 class _Best:
@@ -441,7 +467,7 @@ def holdout_summary(info: dict) -> str | None:
     held = info.get("holdout")
     if held is None:
         return None
-    what = "the mirrored photo" if held["mirrored"] else f"{held['photos']} held-out photo(s)"
+    what = "the photo re-made from its mirror image" if held["mirrored"] else f"{held['photos']} held-out photo(s)"
     if held["best_step"] == 0:
         return (f"fine-tuning did not lower the error on {what} ({held['error_before']:.4f}): the feed-forward "
                 f"avatar is used")
