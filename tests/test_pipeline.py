@@ -239,7 +239,7 @@ def test_neural_fine_tuning_exports_an_avatar(neural_pipeline, media, tmp_path):
     result = neural_pipeline.run(config, reports.append)
     tuning = [p for p in reports if p.stage == "fine-tuning"]
     assert tuning[-1].done == tuning[-1].total == 2
-    # What the 2 steps bought on the held-out (mirrored) photo, in one line, whichever way it went.
+    # What the 2 steps bought on the held-out photo (re-made from its mirror image), in one line, either way.
     assert result.renderer.startswith("neural, fine-tuned on 1 photo(s): fine-tuning ")
     assert re.search(r"(lowered the error on the photo re-made from its mirror image from .* 2 steps run|did not "
                      r"lower the error on the photo re-made .* the feed-forward avatar is used)", result.renderer), \
