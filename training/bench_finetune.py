@@ -26,6 +26,16 @@ from training.models import Networks
 from training.phases import resolve_device
 
 
+def _feed_forward_seconds(networks: Networks, frames, landmarks, points) -> float:
+    """Median of three feed-forward personalizations, end to end."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        personalize(networks, frames, landmarks, points=points)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def _measure(cfg: FinetuneBenchConfig, preset: str) -> list[dict]:
     device = resolve_device(cfg.device)
     model = MODEL_PRESETS[preset]()
@@ -36,11 +46,7 @@ def _measure(cfg: FinetuneBenchConfig, preset: str) -> list[dict]:
     frames, landmarks = to_uint8(episode["frames"]), to_uint8(episode["landmarks"])
     results = []
     for shots in cfg.shots:
-        ff = []
-        for _ in range(3):
-            start = time.perf_counter()
-            personalize(networks, frames[:shots], landmarks[:shots])
-            ff.append(time.perf_counter() - start)
+        ff = _feed_forward_seconds(networks, frames[:shots], landmarks[:shots], None)
         x, y = to_tensor(frames[:shots]).to(device), to_tensor(landmarks[:shots]).to(device)
         start = time.perf_counter()
         e = embed(networks, x, y)
@@ -58,7 +64,7 @@ def _measure(cfg: FinetuneBenchConfig, preset: str) -> list[dict]:
         results.append({
             "preset": preset,
             "T": shots,
-            "feed_forward_seconds": statistics.median(ff),
+            "feed_forward_seconds": ff,
             "seconds_per_step": per_step,
             "default_steps": steps,
             "finetune_seconds": setup + steps * per_step,
@@ -67,15 +73,6 @@ def _measure(cfg: FinetuneBenchConfig, preset: str) -> list[dict]:
         print(f"{preset} T={shots}: FF {results[-1]['feed_forward_seconds'] * 1000:.0f} ms, FT {per_step:.2f} s/step "
               f"x {steps} steps = {results[-1]['finetune_seconds']:.0f} s (extrapolated from {cfg.steps} steps)")
     return results
-
-
-def _feed_forward_seconds(networks: Networks, frames, landmarks, points) -> float:
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        personalize(networks, frames, landmarks, points=points)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _measure_model(cfg: FinetuneBenchConfig) -> list[dict]:
