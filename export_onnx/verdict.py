@@ -4,7 +4,8 @@ the test split, and stored in its config.json for the app and `heads animate` to
 The neural renderer exists to fix what the warp gets wrong (the open mouth), so it is the default only where it
 does that and breaks nothing else: on every T of the table, mouth SSIM of open-mouth frames at least
 `MOUTH_GAIN` above the warp's and FID below it, and no other metric worse than the warp's by more than the noise
-of the comparison (`NOISE_SE` standard errors of the per-clip differences, which pair each clip with itself). A
+of the comparison (`NOISE_SE` standard errors of the per-clip differences, which pair each clip with itself; a
+metric with a target, sharpness, by its distance from it: `Metric.shortfall`). A
 model without such a table gets the warp, and the reason says so: a claim nobody measured is not a default.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from base.errors import UserError
@@ -25,11 +27,13 @@ AT_LEAST_EQUAL = ("ssim", "lpips", "akd", "mouth", "eye", "sharpness")  # not wo
 NOISE_SE = 2.0
 
 
-def _paired(rows: list[dict], metric: str, t: int) -> tuple[float, float, int]:
-    """Mean and standard error of (neural − warp) over the clips where both have `metric` at T = t."""
+def _paired(rows: list[dict], metric: str, t: int, read: Callable[[float], float] = float
+            ) -> tuple[float, float, int]:
+    """Mean and standard error of read(neural) − read(warp) over the clips where both have `metric` at T = t
+    (`read`: the value itself, or its `Metric.shortfall`)."""
     by = {(r["method"], r["video"]): r.get(metric) for r in rows if r["T"] == t}
-    diffs = [by[(NEURAL, v)] - by[(WARP, v)] for (m, v) in by if m == NEURAL and (WARP, v) in by
-             and _finite(by[(NEURAL, v)]) and _finite(by[(WARP, v)])]
+    pairs = [(by[(NEURAL, v)], by[(WARP, v)]) for (m, v) in by if m == NEURAL and (WARP, v) in by]
+    diffs = [read(a) - read(b) for a, b in pairs if _finite(a) and _finite(b) and _finite(read(a) - read(b))]
     if not diffs:
         return math.nan, math.nan, 0
     mean = sum(diffs) / len(diffs)
@@ -87,16 +91,17 @@ def verdict(folder: Path) -> dict:
             values = {r["method"]: float(r[name]) for r in table if int(r["T"]) == t and r.get(name)}
             neural, warp = values.get(NEURAL, math.nan), values.get(WARP, math.nan)
             row[name] = {NEURAL: neural, WARP: warp}
-            better = neural < warp if not METRICS[name].higher_is_better else neural > warp
+            better = METRICS[name].shortfall(neural) < METRICS[name].shortfall(warp)
             if not better:
                 failures.append(f"{METRICS[name].label} {neural:.1f} vs {warp:.1f} at T={t}"
                                 if _finite(neural) and _finite(warp) else f"{METRICS[name].label} not measured")
         for name in AT_LEAST_EQUAL:
-            diff, se, n = _paired(per_video, name, t)
-            row[name] = {"difference": diff, "se": se, "clips": n}
-            worse = -diff if METRICS[name].higher_is_better else diff
+            metric = METRICS[name]
+            diff, _, n = _paired(per_video, name, t)
+            worse, se, _ = _paired(per_video, name, t, metric.shortfall)  # > 0: the neural renderer is further off
+            row[name] = {"difference": diff, "worse": worse, "se": se, "clips": n}
             if not _finite(worse) or worse > NOISE_SE * se:
-                failures.append(f"{METRICS[name].label} {diff:+.3g} ± {se:.2g} at T={t}")
+                failures.append(f"{metric.label} {diff:+.3g} (worse by {worse:.3g} ± {se:.2g}) at T={t}")
         comparison[str(t)] = row
     if failures:
         reason = f"the neural renderer does not beat the warp on the test split: {'; '.join(failures)}"

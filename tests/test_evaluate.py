@@ -164,7 +164,7 @@ def test_heads_evaluate_end_to_end(prepared, tmp_path):
         line = json.loads((out / f"metric-{metric}.jsonl").read_text())
         assert len(line["results"]) == 10 and line["videos"] == 2
     assert "| method | T | SSIM↑" in (out / "results.md").read_text()
-    assert "sharpness↑ | mouth SSIM↑ | open-mouth clips |" in (out / "results.md").read_text()
+    assert "sharpness→1 | mouth SSIM↑ | open-mouth clips |" in (out / "results.md").read_text()
     grid = Image.open(out / "grids" / "a.png")
     assert grid.size == (8 * 64, 4 * 64)  # source | landmarks | real | still | plain warp | warp | FF | FT
     assert len((out / "per_video.jsonl").read_text().splitlines()) == 2 * 10

@@ -51,6 +51,22 @@ def test_neural_is_the_default_only_where_it_beats_the_warp(tmp_path):
     # Worse on landmark error beyond the noise of the paired per-clip differences: the warp stays.
     worse_akd = verdict(_evaluation(tmp_path / "d", {"mouth_ssim": 0.05, "akd": 0.05}))
     assert worse_akd["renderer"] == "warp" and "AKD" in worse_akd["reason"]
+    # Sharpness is best at 1 (as sharp as the real frames): more high-frequency energy than the real face is noise,
+    # so a renderer far above 1 is worse, not better, than one near it.
+    noisy = verdict(_evaluation(tmp_path / "e", {"mouth_ssim": 0.05, "sharpness": 3.0}))
+    assert noisy["renderer"] == "warp" and "sharpness" in noisy["reason"]
+
+
+def test_sharpness_compares_by_its_distance_from_one():
+    from training.metrics.registry import METRICS as REGISTRY
+
+    sharpness = REGISTRY["sharpness"]
+    assert sharpness.header == "sharpness→1"
+    assert sharpness.shortfall(1.0) == 0.0
+    assert sharpness.shortfall(2.0) == pytest.approx(sharpness.shortfall(0.5))  # twice as sharp = half as sharp
+    assert sharpness.shortfall(0.9) < sharpness.shortfall(1.3) < sharpness.shortfall(0.7)
+    assert REGISTRY["ssim"].shortfall(0.8) < REGISTRY["ssim"].shortfall(0.7)
+    assert REGISTRY["akd"].shortfall(1.0) < REGISTRY["akd"].shortfall(2.0)
 
 
 def test_export_stores_the_verdict_and_refuses_another_models_table(tmp_path):

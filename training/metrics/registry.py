@@ -10,6 +10,7 @@ over all clips.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -54,6 +55,10 @@ class Metric:
     count_label: str | None = None
     """For a per-clip metric that some clips lack by design (mouth SSIM on a clip whose mouth never opens): the
     header of a column beside it that counts the clips its average is over."""
+    target: float | None = None
+    """For a ratio to the real frames whose best value is this one, not the largest (sharpness: 1, as sharp as the
+    real video; above it is noise or ringing, not detail): comparisons then read its distance from the target, and
+    `higher_is_better` only says which side the values usually fall on."""
 
     def __post_init__(self) -> None:
         if (self.per_clip is None) == (self.features is None or self.pool is None):
@@ -65,8 +70,20 @@ class Metric:
 
     @property
     def header(self) -> str:
-        """The results table's column header: ↑ higher is better, ↓ lower is better."""
+        """The results table's column header: ↑ higher is better, ↓ lower is better, →1 closest to 1 is best."""
+        if self.target is not None:
+            return f"{self.label}→{self.target:g}"
         return self.label + ("↑" if self.higher_is_better else "↓")
+
+    def shortfall(self, value: float) -> float:
+        """How far `value` is from the best, lower being better, so that two methods' values compare by one rule:
+        the value (lower is better), its negative (higher is better), or |log(value / target)| (a target: twice as
+        sharp as the real frames counts as far off as half as sharp)."""
+        if self.target is not None:
+            if math.isnan(value):
+                return math.nan
+            return abs(math.log(value / self.target)) if value > 0 else math.inf
+        return -value if self.higher_is_better else value
 
     def columns(self, name: str) -> tuple[tuple[str, str], ...]:
         """(key, header) of the results table's columns for this metric: its value, then its clip count if any."""
@@ -155,7 +172,7 @@ METRICS: dict[str, Metric] = {
     "nme": Metric("NME", False, _nme),
     "mouth": Metric("mouth r", True, _opening("mouth")),
     "eye": Metric("eye r", True, _opening("eye")),
-    "sharpness": Metric("sharpness", True, _sharpness),
+    "sharpness": Metric("sharpness", True, _sharpness, target=1.0),
     "mouth_ssim": Metric("mouth SSIM", True, _mouth_ssim, count_label="open-mouth clips"),
 }
 
