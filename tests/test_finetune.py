@@ -125,7 +125,7 @@ def test_held_out_photos_choose_the_step_and_keep_feed_forward_when_nothing_help
     assert f"{ft.info['steps_run']} steps run" in holdout_summary(ft.info)
 
     rising = iter(np.arange(1.0, 2.0, 0.1))
-    monkeypatch.setattr(FineTuner, "error", lambda self, x, g_in, region=None: float(next(rising)))
+    monkeypatch.setattr(FineTuner, "error", lambda self, *args: float(next(rising)))
     worse = personalize(networks, p["frames"], p["landmark_images"], settings=settings, points=p["points"])
     assert [step for step, _ in worse.info["holdout"]["checks"]] == [0, 5, 10]  # stopped after 2 stale checks
     assert worse.info["holdout"]["best_step"] == 0 and worse.generator is None
@@ -161,11 +161,38 @@ def test_psi_only_fine_tuning_leaves_g_frozen_and_reuses_its_encoder_features(ne
     step = FineTuner.step
     monkeypatch.setattr(FineTuner, "step", lambda self, x, *a, **k: seen.append(x) or step(self, x, *a, **k))
     one = person(1, 1)
-    avatar = personalize(networks, one["frames"], one["landmark_images"], settings=replace(settings, holdout=1))
+    avatar = personalize(networks, one["frames"], one["landmark_images"], settings=replace(settings, holdout=1),
+                         points=one["points"])
     assert [len(x) for x in seen] == [1] * 6 and avatar.info["steps_run"] == 6 and avatar.generator is None
-    # With one photo, G trains on its mirror image (the photo itself, re-made from the mirror, is held out).
-    torch.testing.assert_close(seen[0], to_tensor(one["frames"][:, :, ::-1].copy()))
+    # With one photo, G trains on its mirror image and small crops of it, one a step (the photo itself, re-made
+    # from the mirror, is held out).
+    from training.finetune import MIRROR_VIEWS, _split
+
+    train, held = _split(one["frames"], one["landmark_images"], one["points"], 1)
+    assert len(train.frames) == len(MIRROR_VIEWS) and train.per_step == 1 and held.frames is one["frames"]
+    np.testing.assert_array_equal(train.frames[0], one["frames"][0, :, ::-1])
+    views = to_tensor(train.frames)
+    assert all(any(torch.equal(x[0], v) for v in views) for x in seen)
     assert avatar.info["holdout"]["mirrored"]
+
+
+def test_a_crop_view_moves_the_landmarks_with_the_pixels():
+    """The crops of a lone photo that fine-tuning trains on keep each landmark on the pixel it marked: a bright dot
+    at a landmark lands where the view's landmark says."""
+    from training.finetune import _view
+
+    size = 64
+    image = np.zeros((size, size, 3), np.uint8)
+    points = np.array([[20.0, 30.0], [40.0, 24.0]])
+    for x, y in points.astype(int):
+        image[y - 1 : y + 2, x - 1 : x + 2] = 255
+    for dx, dy, zoom in ((0.05, -0.03, 1.0), (0.0, 0.0, 1.1), (-0.04, 0.02, 1.06)):
+        view, moved = _view(image, points, dx, dy, zoom)
+        assert view.shape == image.shape and not np.array_equal(moved, points)
+        for x, y in moved:
+            assert view[int(round(y)), int(round(x))].min() > 128
+    same, kept = _view(image, points, 0.0, 0.0, 1.0)
+    assert same is image and kept is points
 
 
 def test_finetuning_is_seeded(networks):

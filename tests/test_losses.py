@@ -87,3 +87,18 @@ def test_content_loss_is_zero_for_identical_images_and_reaches_the_image():
     loss = content(fake, img)
     loss.backward()
     assert loss > 0 and fake.grad.abs().sum() > 0
+
+
+def test_content_loss_with_kept_real_features_is_the_same_loss():
+    """Fine-tuning keeps the real photos' features (`ContentLoss.features`) instead of recomputing them each step:
+    the loss and its gradient must not change, image by image of a batch."""
+    content = ContentLoss(LossConfig(perceptual=("vgg19", "dlib"), l1=1.0, random_perceptual=True))
+    real = torch.rand(3, 3, 64, 64) * 2 - 1
+    fake = (real + 0.2 * torch.randn_like(real)).requires_grad_()
+    kept = content.features(real)
+    torch.testing.assert_close(content(fake, real, real_features=kept), content(fake, real))
+    grads = [torch.autograd.grad(content(fake, real, **extra), fake)[0] for extra in ({}, {"real_features": kept})]
+    torch.testing.assert_close(*grads)
+    picked = {name: [level[[2, 0]] for level in levels] for name, levels in kept.items()}  # a step's draw
+    torch.testing.assert_close(content(fake[[2, 0]], real[[2, 0]], real_features=picked),
+                               content(fake[[2, 0]], real[[2, 0]]))

@@ -70,9 +70,9 @@ class FinetuneSettings:
     alone, with no D at all (about half the work a step, no D to swing, and a model without D can fine-tune)."""
     holdout: int = cast(int, RECIPES[DEFAULT_RECIPE]["holdout"])
     """Photos kept out of training to choose the step by (T > 1; with T = 1, G trains on the photo's mirror image and
-    the photo, re-made from the mirror, is held out): every `check_every` steps their error (pixel L1 + L_CNT) is
-    measured, and the best state is kept, the feed-forward avatar included (step 0). 0 trains on every photo and
-    keeps the last step (the paper's)."""
+    small crops of it, and the photo, re-made from the mirror, is held out): every `check_every` steps their error
+    (pixel L1 + L_CNT) is measured, and the best state is kept, the feed-forward avatar included (step 0). 0 trains
+    on every photo and keeps the last step (the paper's)."""
     check_every: int = 10
     """Steps between measurements of the held-out photos' error."""
     patience: int = 3

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -46,6 +47,10 @@ from training.phases import (
 )
 
 EMBED_BATCH = 8  # frames per pass of E, bounding memory at T = 32
+# The views of a lone photo's mirror image that G trains on (`_split`), one drawn per step: (dx, dy) shifts as a share
+# of the crop's side and a zoom about its centre. Small crops, as a new photo of the person would frame the face a
+# little differently; none large enough to cut the face.
+MIRROR_VIEWS = ((0.0, 0.0, 1.0), (0.04, 0.03, 1.0), (-0.04, -0.03, 1.0), (0.0, 0.0, 1.06))
 # A held-out error counts as a new best only when this much (relatively) lower: a gain below it is noise (and when G
 # trains too, its spectral-norm power iterations move its weights a little with every pass, even at a learning rate
 # of 0).
@@ -190,13 +195,14 @@ class FineTuner:
         return {k: v.detach().cpu().clone() for k, v in self.G.state_dict().items()}
 
     @torch.no_grad()
-    def error(self, x: Tensor, g_in: Tensor, region: Tensor | None = None) -> float:
+    def error(self, x: Tensor, g_in: Tensor, region: Tensor | None = None,
+              x_features: dict[str, list[Tensor]] | None = None) -> float:
         """Pixel L1 + L_CNT of the current G and ψ′ on frames it does not train on (held out), in eval mode so
-        that no spectral-norm power iteration moves."""
+        that no spectral-norm power iteration moves; x_features: `content.features(x)`, when kept."""
         self.G.eval()
         try:
             fake = self.G.render(g_in, self.psi, region).float()
-            return float((fake - x).abs().mean() + self.content(fake, x))
+            return float((fake - x).abs().mean() + self.content(fake, x, real_features=x_features))
         finally:
             self.G.train(not self.psi_only)
 
@@ -206,14 +212,15 @@ class FineTuner:
         return check_finite(values, step, "fine-tuning", "lower the learning rates or use --tune.precision fp32")
 
     def step(self, x: Tensor, y: Tensor, g_in: Tensor, step: int = 0, region: Tensor | None = None,
-             encoded: Tensor | None = None) -> dict[str, float]:
+             encoded: Tensor | None = None, x_features: dict[str, list[Tensor]] | None = None) -> dict[str, float]:
         """x, y: (B, 3, R, R) target frames and their landmark images; g_in: `generator_input` of y (and guides);
-        region: refining models' (B, 1, R, R) `regions`; encoded: `encode(g_in)` when it gave them."""
+        region: refining models' (B, 1, R, R) `regions`; encoded: `encode(g_in)` when it gave them; x_features:
+        `content.features(x)`, kept by the caller (used without D: the adversarial phase computes its own)."""
         s, dev = self.settings, self.device
         if self.D is None:
             with autocast(dev, s.precision):
                 fake = self.G.render(g_in, self.psi, region, encoded)
-                terms = {"cnt": self.content(fake, x)}
+                terms = {"cnt": self.content(fake, x, real_features=x_features)}
             logged = self._checked(terms, step)
             self.opt_g.zero_grad(set_to_none=True)
             terms["cnt"].backward()
@@ -306,10 +313,15 @@ def personalize(
         hx, _, h_in = held.inputs(guided, device)
         h_region = regions(held.points, h_in.shape[-1]).to(device) if networks.cfg.refines else None
 
+        h_features = tuner.content.features(hx)
+
         def check() -> float:
-            return tuner.error(hx, h_in, h_region)
+            return tuner.error(hx, h_in, h_region, h_features)
 
     encoded = tuner.encode(g_in)
+    # The targets' features in L_CNT's networks: the same photos come back every step (without D, whose phase
+    # computes its own), so they are computed once, not per step (a tenth of a step at T = 1).
+    features = tuner.content.features(x) if tuner.D is None else None
     best = _Best(check, tuner) if check is not None else None
     gen = torch.Generator().manual_seed(settings.seed)
     bar = tqdm(range(steps), disable=not progress, unit="step", desc=f"fine-tuning T={len(frames)}",
@@ -317,13 +329,15 @@ def personalize(
     run = 0
     for step in bar:
         # With no more photos to train on than a batch holds, each step takes every one once: drawing four of one
-        # photo would cost four times as much for the same gradient.
-        if len(x) <= settings.batch:
+        # photo would cost four times as much for the same gradient. Views of one photo are drawn one a step.
+        take = train.per_step or settings.batch
+        if len(x) <= take:
             idx = torch.arange(len(x), device=device)
         else:
-            idx = torch.randint(len(x), (settings.batch,), generator=gen).to(device)
+            idx = torch.randint(len(x), (take,), generator=gen).to(device)
         losses = tuner.step(x[idx], y[idx], g_in[idx], step, None if region is None else region[idx],
-                            None if encoded is None else encoded[idx])
+                            None if encoded is None else encoded[idx],
+                            None if features is None else {k: [f[idx] for f in v] for k, v in features.items()})
         run = step + 1
         bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
         if on_step is not None:
@@ -353,6 +367,7 @@ class _Photos:
     source_frames: np.ndarray
     source_points: np.ndarray | None
     self_guided: bool  # the targets are the sources: each is guided by the others (`guides`' exclude_self)
+    per_step: int | None = None  # targets a step takes at most, when not the batch: views of one photo take one
 
     def inputs(self, guided: bool, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """Target frames, landmark images and G's input (with the warp guides when `guided`), as tensors."""
@@ -372,7 +387,8 @@ def _split(frames: np.ndarray, landmark_images: np.ndarray, points: np.ndarray |
     the same face: G trains on the mirror guided by the photo's warp onto it (a warp across the head's turn, as
     driving asks for; the photo guiding itself would teach G to copy a perfect warp), and the photo itself, guided
     by the mirror's warp, is held out. At T = 1 on the test split this took landmark error from +0.038 +- 0.018
-    to +0.005 +- 0.004 against feed-forward (docs/fewshot.md)."""
+    to +0.005 +- 0.004 against feed-forward (docs/fewshot.md). The mirror comes as MIRROR_VIEWS, small crops of
+    it, one trained on per step, so that ψ′ does not fit one framing of the face."""
     count = len(frames)
     if holdout == 0:
         return _Photos(frames, landmark_images, points, frames, points, True), None
@@ -381,11 +397,13 @@ def _split(frames: np.ndarray, landmark_images: np.ndarray, points: np.ndarray |
         mirror = frames[:, :, ::-1].copy()
         if points is None:
             mirrored = _Photos(mirror, landmark_images[:, :, ::-1].copy(), None, frames, None, False)
-        else:
-            flipped = np.stack([flip_points(p, size) for p in points])
-            drawn = np.stack([draw_landmarks(p, size) for p in flipped])
-            mirrored = _Photos(mirror, drawn, flipped, frames, points, False)
-        return mirrored, _Photos(frames, landmark_images, points, mirror, mirrored.points, False)
+            return mirrored, _Photos(frames, landmark_images, None, mirror, None, False)
+        flipped = flip_points(points[0], size)
+        views = [_view(mirror[0], flipped, *view) for view in MIRROR_VIEWS]
+        view_points = np.stack([p for _, p in views])
+        drawn = np.stack([draw_landmarks(p, size) for p in view_points])
+        mirrored = _Photos(np.stack([v for v, _ in views]), drawn, view_points, frames, points, False, per_step=1)
+        return mirrored, _Photos(frames, landmark_images, points, mirror, flipped[None], False)
     kept = np.unique(np.linspace(0, count - 1, min(holdout, count - 1) + 2).round().astype(int)[1:-1])
     if len(kept) < min(holdout, count - 1):  # too few distinct inner positions: take the last ones
         kept = np.arange(count - min(holdout, count - 1), count)
@@ -394,6 +412,20 @@ def _split(frames: np.ndarray, landmark_images: np.ndarray, points: np.ndarray |
     return (_Photos(frames[train], landmark_images[train], tp, frames[train], tp, True),
             _Photos(frames[kept], landmark_images[kept], None if points is None else points[kept], frames[train], tp,
                     False))
+
+
+def _view(image: np.ndarray, points: np.ndarray, dx: float, dy: float, zoom: float) -> tuple[np.ndarray, np.ndarray]:
+    """A small crop of an (R, R, 3) image and its (68, 2) landmarks: shifted by (dx, dy) of R, rounded to whole
+    pixels (an unzoomed view is then the image's own pixels, not resampled ones), and zoomed about the centre (1 =
+    the image itself); the strip it reveals repeats the edge, as the warp's own borders do."""
+    if (dx, dy, zoom) == (0.0, 0.0, 1.0):
+        return image, points
+    size = image.shape[0]
+    centre = (size - 1) / 2
+    shift = np.round(np.array([dx, dy]) * size)
+    matrix = np.array([[zoom, 0.0, (1 - zoom) * centre + shift[0]], [0.0, zoom, (1 - zoom) * centre + shift[1]]])
+    out = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return out, points @ matrix[:, :2].T + matrix[:, 2]
 
 
 class _Best:

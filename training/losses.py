@@ -47,9 +47,18 @@ class ContentLoss(nn.Module):
         self.weights = {name: float(getattr(cfg, name)) for name in cfg.perceptual}
         self.l1 = cfg.l1
 
-    def forward(self, fake: Tensor, real: Tensor, weights: Tensor | None = None) -> Tensor:
+    @torch.no_grad()
+    def features(self, real: Tensor) -> dict[str, list[Tensor]]:
+        """The feature networks' activations of (B, 3, R, R) real frames, for `forward`'s `real_features` when the
+        same targets come back step after step (fine-tuning on a person's few photos): computed once, not with
+        every step. The networks are frozen and see each image alone (no batch statistics), so the activations
+        are the ones `forward` would compute."""
+        return {name: [level.detach() for level in net(real)] for name, net in self.nets.items()}
+
+    def forward(self, fake: Tensor, real: Tensor, weights: Tensor | None = None,
+                real_features: dict[str, list[Tensor]] | None = None) -> Tensor:
         """fake, real: (B, 3, R, R) RGB in [-1, 1]; weights: (B, 1, R, R) per-pixel weights of the L1 term (1 where
-        nothing is singled out, see `focus_weights`)."""
+        nothing is singled out, see `focus_weights`); real_features: `features(real)`, when it was kept."""
         if not self.l1:
             loss = fake.new_zeros(())
         elif weights is None:
@@ -57,8 +66,11 @@ class ContentLoss(nn.Module):
         else:
             loss = self.l1 * (weights * (fake - real).abs()).mean()
         for name, net in self.nets.items():
-            both = net(torch.cat([fake, real]))  # one pass over fake and real halves
-            dist = sum(F.l1_loss(f, r.detach()) for f, r in (t.chunk(2) for t in both))
+            if real_features is None:
+                pairs = (t.chunk(2) for t in net(torch.cat([fake, real])))  # one pass over fake and real halves
+            else:
+                pairs = zip(net(fake), real_features[name], strict=True)
+            dist = sum(F.l1_loss(f, r.detach()) for f, r in pairs)
             loss = loss + self.weights[name] * dist
         return loss
 
