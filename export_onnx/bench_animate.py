@@ -3,6 +3,8 @@
 Each case is one `Pipeline.animate` call timed from the first decoded frame to the closed mp4 (decode, landmark
 tracking, smoothing and adaptation, render, compose, encode with audio), with the per-step split the pipeline
 measures. Neural cases without --weights use random weights exported to ONNX: speed does not depend on them.
+Resident memory is sampled at every progress report of the rendering, so that a long clip (`--frames 900` of a
+30-s clip) shows whether it stays flat.
 
 It lives in export_onnx/, not beside the pipeline it times, because making those random-weight models needs the
 exporter and the networks, which the torch-free demo layer may not import. They are imported only when needed, so
@@ -25,7 +27,7 @@ import onnxruntime
 from base.bench_report import BenchReport
 from base.errors import UserError
 from demo.animate_config import AnimateConfig
-from demo.pipeline import Pipeline
+from demo.pipeline import Pipeline, Progress
 from export_onnx.config import AnimateBenchConfig, ExportConfig
 from faces.config import LimitsConfig
 from faces.video import read_frames
@@ -88,6 +90,17 @@ def _resident_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
+def resident_growth(samples: list[tuple[int, float]]) -> float | None:
+    """MB gained from half-way through the rendering to its end, from (frames rendered, resident MB) samples: the
+    first half is the warm-up (buffers and pools reach their size); a pipeline whose memory is flat gains about
+    nothing after it, one that keeps frames gains in proportion to the clip's length. None with too few samples."""
+    if len(samples) < 2:
+        return None
+    half = samples[-1][0] / 2
+    start = next(mb for done, mb in samples if done >= half)
+    return round(samples[-1][1] - start, 1)
+
+
 def bench_animate(cfg: AnimateBenchConfig) -> dict:
     report = BenchReport("animate", cfg)
     results = []
@@ -96,8 +109,14 @@ def bench_animate(cfg: AnimateBenchConfig) -> dict:
             start = time.perf_counter()
             persona, _ = pipeline.personalize(config)
             personalized = time.perf_counter() - start
+            memory: list[tuple[int, float]] = []  # (frames rendered, resident MB) at each progress report
+
+            def watch(progress: Progress, memory=memory) -> None:
+                if progress.stage == "rendering":
+                    memory.append((progress.done, round(_resident_mb(), 1)))
+
             start = time.perf_counter()
-            result = pipeline.animate(persona, config)
+            result = pipeline.animate(persona, config, progress=watch)
             seconds = time.perf_counter() - start
             row = {
                 "case": name,
@@ -105,6 +124,8 @@ def bench_animate(cfg: AnimateBenchConfig) -> dict:
                 "resolution": persona.renderer.resolution,
                 "output": list(next(read_frames(result.video)).shape[:2]),
                 "resident_mb": round(_resident_mb(), 1),
+                "resident_growth_mb": resident_growth(memory),  # over the second half of the rendering
+                "resident_mb_rendering": memory,
                 "frames": result.frames,
                 "frames_per_second": round(result.frames / seconds, 2),
                 "personalize_seconds": round(personalized, 3),
@@ -112,7 +133,8 @@ def bench_animate(cfg: AnimateBenchConfig) -> dict:
             }
             results.append(row)
             print(f"{name:<22} {row['frames_per_second']:6.1f} frames/s at {row['resolution']} px  "
-                  + "  ".join(f"{k} {v:.1f}" for k, v in row["ms_per_frame"].items()) + "  (ms/frame)")
+                  + "  ".join(f"{k} {v:.1f}" for k, v in row["ms_per_frame"].items()) + "  (ms/frame)  "
+                  f"resident {row['resident_mb']} MB, {row['resident_growth_mb']} MB gained in the second half")
     return report.write(cfg.out, versions={"onnxruntime": onnxruntime.__version__, "av": av.__version__,
                                             "opencv": cv2.__version__}, driving=config.driving,
                         source=config.source[0], results=results)

@@ -47,3 +47,31 @@ def test_bench_infer_runs_end_to_end_on_the_tiny_model(tmp_path):
     assert "split over 1-thread sessions" in markdown(report)
     assert "in one session with all threads" in markdown(bench_infer(replace(cfg, engines=("ort-fp32",),
                                                                               split_batches=False)))
+
+
+def test_resident_growth_reads_the_second_half_of_the_rendering():
+    """`heads bench animate`'s memory figure: what the second half of a clip added, after the first half's warm-up."""
+    from export_onnx.bench_animate import resident_growth
+
+    flat = [(0, 300.0), (100, 340.0), (200, 341.0), (300, 340.5), (400, 341.5)]
+    growing = [(0, 300.0), (100, 310.0), (200, 320.0), (300, 330.0), (400, 340.0)]
+    assert resident_growth(flat) == 0.5 and resident_growth(growing) == 20.0
+    assert resident_growth([(10, 300.0)]) is None
+
+
+def test_bench_animate_samples_memory_while_it_renders(media, tmp_path):
+    """A short warp case end to end on real media: frames/s, the per-step split, and resident memory sampled during
+    the rendering (what shows a long clip's memory staying flat)."""
+    from export_onnx.bench_animate import bench_animate
+    from export_onnx.config import AnimateBenchConfig
+
+    examples = media / "LivePortrait/assets/examples"
+    cfg = AnimateBenchConfig(driving=str(examples / "driving/d18.mp4"), source=str(examples / "source/s0.jpg"),
+                             frames=24, renderers=("warp-256",), out=tmp_path / "animate.json")
+    bench_animate(cfg)
+    (row,) = json.loads((tmp_path / "animate.json").read_text())["results"]
+    assert row["frames"] == 24 and row["frames_per_second"] > 0 and row["output"] == [256, 256]
+    assert {"decode", "landmarks", "render", "encode"} <= set(row["ms_per_frame"])
+    samples = row["resident_mb_rendering"]
+    assert samples[0][0] == 0 and samples[-1][0] == 24 and all(mb > 50 for _, mb in samples)
+    assert row["resident_growth_mb"] is not None
