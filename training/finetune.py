@@ -312,7 +312,6 @@ def personalize(
     if held is not None:
         hx, _, h_in = held.inputs(guided, device)
         h_region = regions(held.points, h_in.shape[-1]).to(device) if networks.cfg.refines else None
-
         h_features = tuner.content.features(hx)
 
         def check() -> float:
@@ -320,7 +319,7 @@ def personalize(
 
     encoded = tuner.encode(g_in)
     # The targets' features in L_CNT's networks: the same photos come back every step (without D, whose phase
-    # computes its own), so they are computed once, not per step (a tenth of a step at T = 1).
+    # computes its own), so they are computed once, not per step (T = 1, 100 steps: 22.5 -> 18.2 s).
     features = tuner.content.features(x) if tuner.D is None else None
     best = _Best(check, tuner) if check is not None else None
     gen = torch.Generator().manual_seed(settings.seed)
