@@ -257,9 +257,9 @@ def test_load_networks_from_a_run_directory_prefers_ema(networks, tmp_path):
 
 
 def test_recipes_and_their_default_steps():
-    """The light recipe is the default (at most 100 steps, its held-out photo stops it); `paper` names the paper's
-    whole set of choices, which cannot be half-changed."""
-    assert [default_steps(t, 4) for t in (1, 8, 32)] == [100, 100, 100]
+    """The light recipe is the default (at most 100 steps, 60 with one photo; its held-out photo stops it); `paper`
+    names the paper's whole set of choices, which cannot be half-changed."""
+    assert [default_steps(t, 4) for t in (1, 8, 32)] == [60, 100, 100]
     assert [default_steps(t, 4, "paper") for t in (1, 8, 32)] == [100, 100, 320]
     assert FinetuneSettings(steps=7).resolved_steps(32) == 7
     light, paper = FinetuneSettings(), FinetuneSettings(recipe="paper")
