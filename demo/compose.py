@@ -77,6 +77,39 @@ class Canvas:
         (x0, y0), (wx, wy) = face.offset, self.transform.offset  # the work square is at one pixel per canvas pixel
         return CropTransform(face.scale, (x0 - wx, y0 - wy), resolution)
 
+    def shown_face(self, resolution: int) -> CropTransform:
+        """The face crop that face output shows: `face_view`, moved (and if need be shrunk) into the part of the work
+        square that the photo covers. A face near the photo's edge framed as training framed it reaches past the
+        photo, where the crop would show a black band (or the edge repeated); the face sits off-centre instead. At
+        about one pixel per square pixel (the square cut at the crop's density, `at_density`) it is snapped to
+        exactly one and to whole pixels, so showing it copies pixels and resamples nothing."""
+        view = self.face_view(resolution)
+        height, width = self.image.shape[:2]
+        (wx, wy), size = self.transform.offset, self.transform.size
+        lo = np.maximum([-wx, -wy], 0.0)  # the photo's part of the square, in square pixels
+        hi = np.minimum([width - wx, height - wy], size)
+        room = float(min(hi - lo))
+        side = min(view.side, room)
+        scale = resolution / side
+        if abs(scale - 1.0) < 0.01 and resolution <= room:
+            scale, side = 1.0, float(resolution)
+        offset = np.clip(view.offset, lo, np.maximum(lo, hi - side))
+        if scale == 1.0:
+            offset = np.clip(np.round(offset), np.ceil(lo), np.maximum(np.ceil(lo), np.floor(hi - side)))
+        return CropTransform(scale, (float(offset[0]), float(offset[1])), resolution)
+
+    def at_density(self, photo: np.ndarray, points: np.ndarray, resolution: int) -> Canvas:
+        """This canvas remade from `photo` (its landmarks `points`) with the face crop of `resolution` px at about
+        one pixel per work-square pixel, when the crop would shrink the square (a face larger than the crop, the
+        usual case for a phone photo): the warp then draws as many pixels as the face output shows, not the
+        photo's two or four times as many, and showing them resamples nothing (`shown_face`). A face smaller
+        than the crop keeps the photo's own pixels (nothing is upsampled before the warp)."""
+        scale = self.shown_face(resolution).scale
+        if scale >= 1.0:
+            return self
+        # A pixel more than the crop needs, so that rounding the shrunk photo's size cannot leave it a pixel short.
+        return Canvas.native(photo, points, max(8, int(np.ceil(max(self.image.shape[:2]) * scale)) + 1))
+
     def paste(self, face: np.ndarray) -> np.ndarray:
         """The canvas with `face` (a (R, R, 3) rendered crop) in place, its border feathered into the photo."""
         if face.shape[0] != self.transform.size:

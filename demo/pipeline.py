@@ -339,10 +339,12 @@ class Pipeline:
 
     @staticmethod
     def _work_square(faces: list[SourceFace], config: AnimateConfig) -> tuple[Canvas, Crops]:
-        """The first photo's canvas with the warp's work square at the photo's own resolution, and the photos cut
-        to that square pixel for pixel (the others framed alike), so that nothing is resampled on the way in or
-        (whole-photo output) out."""
+        """The first photo's canvas with the warp's work square at the photo's own resolution (face output: at the
+        face crop's density where that is lower, `Canvas.at_density`), and the photos cut to that square pixel for
+        pixel (the others framed alike), so that nothing is resampled on the way in or out."""
         canvas = Canvas.native(faces[0].image, faces[0].points, config.max_side)
+        if config.output == "face":
+            canvas = canvas.at_density(faces[0].image, faces[0].points, config.resolution)
         frame, points = canvas.face()
         square = Crops(frame[None], points[None], crop_pupils(faces[:1], points[None]))
         if len(faces) > 1:  # the other photos framed alike, so that crop pixels mean the same place on the face
@@ -356,7 +358,7 @@ class Pipeline:
         """What a work-square renderer's output is composed into: the whole photo, or (face output) the face crop
         of the square at --resolution."""
         if config.output == "face":
-            return None, canvas.face_view(config.resolution)
+            return None, canvas.shown_face(config.resolution)
         return canvas, None
 
     @staticmethod

@@ -71,6 +71,9 @@ class CropTransform:
         square leaves the image it is black, or the image's edge repeated with `border=cv2.BORDER_REPLICATE`."""
         x0, y0, x1, y1 = self.box
         h, w = image.shape[:2]
+        whole = float(x0).is_integer() and float(y0).is_integer()
+        if self.scale == 1.0 and whole and min(x0, y0) >= 0 and x1 <= w and y1 <= h:
+            return image[int(y0) : int(y1), int(x0) : int(x1)].copy()  # whole pixels inside: nothing to resample
         rx0, ry0 = max(0, int(np.floor(x0)) - 1), max(0, int(np.floor(y0)) - 1)
         rx1, ry1 = min(w, int(np.ceil(x1)) + 1), min(h, int(np.ceil(y1)) + 1)
         out_shape = (self.size, self.size) + image.shape[2:]

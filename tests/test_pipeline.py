@@ -289,6 +289,23 @@ def test_identical_landmarks_give_the_photo_back_at_full_resolution(warp_pipelin
     np.testing.assert_array_equal(canvas.paste(face), canvas.image)
 
 
+def test_face_output_is_drawn_at_its_own_density_inside_the_photo(warp_pipeline, media):
+    """d19's face framed as training frames faces (1.8x its landmark box) reaches past the bottom of the 720²
+    photo and is larger than a 512-px crop. The face output moves the crop into the photo (it showed a black band
+    there) and the warp works on the square shrunk to the crop's density: it draws 512², not 720², and showing the
+    crop copies pixels. Driven by the photo's own landmarks, the output is the shrunk photo's pixels exactly."""
+    persona, _ = warp_pipeline.personalize(_config(media, Path("unused.mp4"), output="face", resolution=512))
+    view, renderer = persona.view, persona.renderer
+    side = renderer.resolution
+    assert view is not None and view.scale == 1.0 and 512 <= side < 720
+    x0, y0, x1, y1 = view.box
+    assert min(x0, y0) >= 0 and max(x1, y1) <= side and float(x0).is_integer() and float(y0).is_integer()
+    shown = persona.compose(renderer.render(renderer.sources.points[:1])[0])
+    square = renderer.sources.frames[0]
+    np.testing.assert_array_equal(shown, square[int(y0) : int(y1), int(x0) : int(x1)])
+    assert shown[-2:].mean() > 40 and shown[:, -2:].mean() > 40  # no black band at any edge
+
+
 @pytest.mark.parametrize("gaze", ["auto", "off"])
 def test_the_warp_carries_the_driver_gaze_where_mediapipe_is_installed(warp_pipeline, media, tmp_path, gaze):
     """With mediapipe installed the app's default (gaze auto) finds the photo's irises and gives the warp the
