@@ -54,6 +54,7 @@ from faces.motion import (
     check_points,
     fit_similarity,
     invert_affine,
+    mouth_opening,
 )
 
 _SHIFT = 4  # fixed-point bits for cv2.fillConvexPoly, so triangle edges sit at sub-pixel positions
@@ -86,6 +87,11 @@ _FADE_TORSO = 2.5  # fading out over this many ring radii (a zooming head would 
 _FADE_WIDEN = (1.0, 1.5, 2.25, 3.5, 5.0, 8.0, 12.0)
 _PIN = 0.2  # the widest margin (share of the frame's short side) over which the frame's edges are pinned
 _COARSE = 8  # px per cell of the grid the fade is evaluated on
+# Several photos: an open target mouth is taken from the photo whose lips are nearest (MultiSourceWarp.image).
+_DONOR_OPENING = 0.08  # interoculars: a target mouth opened less than this keeps the nearest photo's
+_DONOR_LIPS = np.arange(48, 68)  # the points that say which photo's mouth is nearest: outer and inner lips
+_DONOR_POLYGON = np.arange(48, 60)  # what is taken from it: the inside of the outer lips, ...
+_DONOR_FEATHER = 0.15  # ... feathered by a Gaussian of this many interoculars
 # Half the span of an eye that moves as one with the iris, in eye widths between dlib's eye corners: an iris radius
 # (0.20-0.24 mediapipe eye widths on the photos of ../shared/media, more between dlib's corners, which sit inside the
 # real ones) and its dark rim.
@@ -702,9 +708,52 @@ def nearest_source(sources: np.ndarray, target: np.ndarray) -> int:
     return int(np.argmin(source_distances(sources, target)))
 
 
+def mouth_distances(sources: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(T, 68, 2) source landmarks, (68, 2) target -> (T,) RMS error of the lips (48-67), in interoculars, after
+    the similarity that aligns the whole faces (`source_distances`'s): how far each source's mouth is from showing
+    the target's opening and shape."""
+    target = check_points(target)
+    errors = []
+    for points in np.asarray(sources, np.float64):
+        aligned = apply_affine(fit_similarity(check_points(points), target), points[_DONOR_LIPS])
+        errors.append(np.sqrt(((aligned - target[_DONOR_LIPS]) ** 2).sum(1).mean()))
+    return np.array(errors) / max(interocular(target), 1e-6)
+
+
+def paste_mouth(image: np.ndarray, donor: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """`image` with the target's mouth (inside its outer lips, 48-59) taken from `donor` (the same target, warped
+    from another source), fading out into the skin around the lips over about a Gaussian of `_DONOR_FEATHER`
+    interoculars so that no seam shows. Returns a new image."""
+    target = np.asarray(target, np.float64)
+    polygon = target[_DONOR_POLYGON]
+    sigma = max(0.5, _DONOR_FEATHER * interocular(target))
+    pad = int(np.ceil(3 * sigma)) + 1
+    height, width = image.shape[:2]
+    x0, y0 = np.maximum(np.floor(polygon.min(0)).astype(int) - pad, 0)
+    x1, y1 = np.minimum(np.ceil(polygon.max(0)).astype(int) + pad + 1, [width, height])
+    if x1 <= x0 or y1 <= y0:
+        return image
+    weight = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.fillPoly(weight, [np.round((polygon - [x0, y0]) * (1 << _SHIFT)).astype(np.int32)], 1.0, cv2.LINE_AA, _SHIFT)
+    # The whole mouth from the donor (no double lips or teeth inside it), the feather outside in the skin.
+    weight = np.minimum(1.0, 2.0 * cv2.GaussianBlur(weight, (0, 0), sigma))
+    if image.ndim == 3:
+        weight = weight[..., None]
+    out = image.copy()
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    region += weight * (donor[y0:y1, x0:x1].astype(np.float32) - region)
+    out[y0:y1, x0:x1] = np.clip(np.round(region), 0, 255) if np.issubdtype(image.dtype, np.integer) else region
+    return out
+
+
 class MultiSourceWarp:
     """T source images with their landmarks (and iris centres, (T, 2, 2), NaN where a photo has none); warps the
-    nearest one, or blends the `blend` nearest."""
+    nearest one, or blends the `blend` nearest.
+
+    `image` is what the warp renderer shows: the nearest photo, with the mouth of the photo whose mouth is nearest
+    where that is another. A call gives the warp with its masks as a generator's guide, from the nearest photos
+    alone: the shipped models were trained on guides made so, and a guide is part of a model's inputs.
+    """
 
     def __init__(
         self,
@@ -729,9 +778,22 @@ class MultiSourceWarp:
         ]
 
     def image(self, target: np.ndarray, irises: np.ndarray | None = None) -> np.ndarray:
-        """The nearest source warped onto `target`: the image alone, without the masks a guide needs."""
+        """The nearest source warped onto `target`: the image alone, without the masks a guide needs (what the warp
+        renderer shows). The nearest is chosen by the whole face, so its mouth is often not the one closest to the
+        target's: where the target's mouth is open and another source's lips are nearer to it
+        (`mouth_distances`), the mouth comes from that source, warped onto the same target (`paste_mouth`): its
+        own teeth and lips at about the right opening, rather than the nearest face's lips stretched over a
+        painted cavity."""
+        target = check_points(target)
         nearest = int(np.argmin(source_distances(self.points, target)))
-        return self.warps[nearest](target, irises, masks=False).image
+        image = self.warps[nearest](target, irises, masks=False).image
+        if len(self.warps) < 2 or mouth_opening(target) < _DONOR_OPENING:
+            return image
+        mouths = mouth_distances(self.points, target)
+        donor = int(np.argmin(mouths))
+        if mouths[donor] >= mouths[nearest]:
+            return image
+        return paste_mouth(image, self.warps[donor](target, irises, masks=False).image, target)
 
     def __call__(self, target: np.ndarray, blend: int = 1, irises: np.ndarray | None = None) -> Warped:
         """Blending weighs each source by its validity mask and inverse landmark distance to the target; (2, 2)

@@ -18,6 +18,7 @@ from faces.warp import (
     PiecewiseAffineWarp,
     fill_mouth,
     mouth_colours,
+    mouth_distances,
     nearest_source,
     signed_areas,
     source_distances,
@@ -215,9 +216,10 @@ SKIN, LIPS = (205, 160, 130), (170, 80, 80)
 MOUTH_SIZE = 256
 
 
-def _painted_face(mouth: float, teeth: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _painted_face(mouth: float, teeth: bool = False, points: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """A skin-coloured frame with lips drawn in, its landmarks; `teeth` paints the inner mouth white."""
-    points = synthetic_face(MOUTH_SIZE, mouth=mouth)
+    points = synthetic_face(MOUTH_SIZE, mouth=mouth) if points is None else points
     image = np.empty((MOUTH_SIZE, MOUTH_SIZE, 3), np.uint8)
     image[:] = SKIN
     cv2.fillPoly(image, [np.round(points[48:60] * 16).astype(np.int32)], LIPS, cv2.LINE_AA, 4)
@@ -262,6 +264,25 @@ def test_an_open_mouth_keeps_its_own_teeth():
     target = synthetic_face(MOUTH_SIZE, mouth=1.0)  # a little wider than the photo shows
     out = PiecewiseAffineWarp(image, opened)(target).image
     assert _luminance(out)[_inner_mouth(target)].mean() > 200  # the warped teeth, not a painted cavity
+
+
+def test_an_open_target_takes_its_mouth_from_the_photo_that_shows_one():
+    """With several photos, the nearest face (here: the one whose brows match) may have its mouth shut while
+    another photo shows teeth: an open target then gets that photo's mouth, not a painted cavity; a closed target
+    keeps the nearest photo's warp exactly."""
+    closed_image, closed = _painted_face(0.0)
+    raised = synthetic_face(MOUTH_SIZE, mouth=0.8)
+    raised[17:27, 1] -= 0.15 * MOUTH_SIZE  # brows raised: this photo is the farther face
+    open_image, opened = _painted_face(0.8, teeth=True, points=raised)
+    sources = np.stack([closed, opened])
+    target = synthetic_face(MOUTH_SIZE, mouth=1.0)
+    assert nearest_source(sources, target) == 0 and np.argmin(mouth_distances(sources, target)) == 1
+    multi = MultiSourceWarp([closed_image, open_image], sources)
+    inside = _inner_mouth(target)
+    assert _luminance(multi.warps[0](target).image)[inside].mean() < 100  # the nearest alone: a dark cavity
+    assert _luminance(multi.image(target))[inside].mean() > 200  # the other photo's teeth
+    shut = synthetic_face(MOUTH_SIZE, mouth=0.0)
+    assert np.array_equal(multi.image(shut), multi.warps[0](shut, masks=False).image)
 
 
 def test_fill_mouth_leaves_a_closed_target_alone():

@@ -97,7 +97,7 @@ def warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.nda
 
     def make(frames: np.ndarray, points: np.ndarray):
         warp = MultiSourceWarp(list(frames), points)
-        return lambda target: warp(target).image
+        return warp.image
 
     return _warped_at_data_resolution(clip, personal, holdout, make)
 
