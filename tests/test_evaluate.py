@@ -32,7 +32,7 @@ from training.evaluate import (
     warp_frames,
     write_tables,
 )
-from training.evaluate_cross import Target, assign
+from training.evaluate_cross import MOVING_MOUTH, Target, assign
 from training.fewshot_config import METRICS, EvaluateConfig
 from training.metrics.registry import METRICS as REGISTRY
 from training.models import Networks
@@ -213,6 +213,12 @@ def test_heads_evaluate_cross_end_to_end(media, tmp_path):
     md = (out / "results-cross.md").read_text()
     assert "| method | target | pairs | detected↑ | identity to photo↑" in md
     assert "left out: 1 of 2 (blank.png)" in md and "2 driver clips" in md
-    assert len((out / "per_pair-cross.jsonl").read_text().splitlines()) == 2 * 2 * 2
+    pairs = [json.loads(line) for line in (out / "per_pair-cross.jsonl").read_text().splitlines()]
+    assert len(pairs) == 2 * 2 * 2
+    for pair in pairs:  # mouth r again where the driver moves its mouth enough for a correlation to mean something
+        moving = pair["driver_mouth_span"] >= MOVING_MOUTH
+        assert (pair["mouth_moving"] == pair["mouth"]) if moving else np.isnan(pair["mouth_moving"])
+    moving = sum(p["driver_mouth_span"] >= MOVING_MOUTH for p in pairs if p["method"] == "warp")
+    assert f"mouth r, moving drivers: the {moving} of 4 pairs" in md and "mouth r, moving drivers↑" in md
     grids = sorted((out / "grids-cross").iterdir())
     assert len(grids) == 4 and Image.open(grids[0]).size == (4 * 64, 4 * 64)  # driver | photo | warp | FF
