@@ -92,6 +92,7 @@ _DONOR_OPENING = 0.08  # interoculars: a target mouth opened less than this keep
 _DONOR_LIPS = np.arange(48, 68)  # the points that say which photo's mouth is nearest: outer and inner lips
 _DONOR_POLYGON = np.arange(48, 60)  # what is taken from it: the inside of the outer lips, ...
 _DONOR_FEATHER = 0.15  # ... feathered by a Gaussian of this many interoculars
+_RIM = 0.15  # share of an opened mouth's depth (px, 0.5-2) along the inner lips that the mouth fill leaves unpainted
 # Half the span of an eye that moves as one with the iris, in eye widths between dlib's eye corners: an iris radius
 # (0.20-0.24 mediapipe eye widths on the photos of ../shared/media, more between dlib's corners, which sit inside the
 # real ones) and its dark rim.
@@ -230,8 +231,9 @@ def fill_mouth(
     the target's inner-lip polygon (points 60-67), a pixel keeps the warped photo where it comes from inside the
     photo's own open mouth (teeth, tongue) and is not stretched more than about 3× in area; elsewhere it is painted
     with a colour graded from the edge colour to the darker centre colour by depth in the polygon. The edge is
-    feathered and the outermost 2 px are never painted, so the lips keep their own border and identical landmarks
-    return the warp unchanged. Only source pixels and synthetic colour are used: never a driving frame.
+    feathered and a rim along the lips is never painted (`_RIM` of the opening's depth, 0.5-2 px), so the lips keep
+    their own border and identical landmarks return the warp unchanged. Only source pixels and synthetic colour
+    are used: never a driving frame.
     Returns a new image (or `image` itself when there is nothing to paint).
     """
     height, width = image.shape[:2]
@@ -244,14 +246,18 @@ def fill_mouth(
     depth = _polygon_depth(polygon, np.array([x0, y0]), (y1 - y0, x1 - x0))
     deepest = float(depth.max())
     feather = max(1.0, 0.25 * deepest)
-    weight = np.clip((depth - 2.0) / feather, 0.0, 1.0)
+    # The lips keep a rim of their own: 2 px once the opening is deep, less on a narrow one, where 2 px each side
+    # left only a thin dark line that dlib reads as closed lips (mouth r +0.018 +- 0.012 at T = 1, docs/warp.md).
+    rim = min(2.0, max(0.5, _RIM * deepest))
+    weight = np.clip((depth - rim) / feather, 0.0, 1.0)
     if not weight.any():
         return image
     mx, my = map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1]
-    # Where the warped pixel comes from inside the photo's own inner lips (by more than a pixel): an open mouth.
+    # Where the warped pixel comes from inside the photo's own inner lips (beyond half the rim): an open mouth.
     own = np.asarray(source, np.float64)[INNER_LIPS]
     sx0, sy0, sx1, sy1 = _window(own, 3)
-    shown = np.clip(_polygon_depth(own, np.array([sx0, sy0]), (sy1 - sy0, sx1 - sx0)) - 1.0, 0.0, 1.0)
+    own_depth = _polygon_depth(own, np.array([sx0, sy0]), (sy1 - sy0, sx1 - sx0))
+    shown = np.clip((own_depth - rim / 2) / (rim / 2), 0.0, 1.0)  # 1 wherever the fill may paint (beyond the rim)
     shown = cv2.remap(shown, mx - sx0, my - sy0, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     # ... unless it is stretched so much (a slit of teeth pulled over a wide-open target) that it would smear.
     dxx, dxy = np.gradient(mx, axis=1), np.gradient(mx, axis=0)

@@ -259,6 +259,16 @@ def test_a_closed_mouth_opened_shows_a_dark_cavity_not_skin():
     assert np.array_equal(painted[away], stretched[away])  # nothing painted outside the mouth
 
 
+def test_a_narrow_opening_reads_as_open():
+    """A closed mouth opened a little (79 px of inner mouth at 256 px): the fill leaves the lips a rim in proportion
+    to the opening, not 2 px each side, which left nothing dark at all here and read as closed lips to dlib."""
+    image, closed = _painted_face(0.0)
+    target = synthetic_face(MOUTH_SIZE, mouth=0.2)
+    inside = _inner_mouth(target, erode=0)
+    painted = PiecewiseAffineWarp(image, closed)(target).image
+    assert (_luminance(painted)[inside] < 0.5 * np.mean(SKIN)).mean() > 0.6
+
+
 def test_an_open_mouth_keeps_its_own_teeth():
     image, opened = _painted_face(0.8, teeth=True)
     target = synthetic_face(MOUTH_SIZE, mouth=1.0)  # a little wider than the photo shows
