@@ -92,8 +92,9 @@ def _warped_at_data_resolution(clip: Clip, personal: np.ndarray, holdout: np.nda
 
 
 def warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.ndarray:
-    """The app's classical renderer (faces.warp): the personalization frame nearest in expression and pose, warped
-    onto each hold-out's landmarks, with the head's motion fading out beyond the face and the mouth filled."""
+    """The app's classical renderer (`faces.warp.MultiSourceWarp.image`): the personalization frame nearest in
+    expression and pose, warped onto each hold-out's landmarks, with the head's motion fading out beyond the face,
+    an open mouth taken from the frame whose lips are nearest, and the mouth filled."""
 
     def make(frames: np.ndarray, points: np.ndarray):
         warp = MultiSourceWarp(list(frames), points)
