@@ -695,17 +695,18 @@ class PiecewiseAffineWarp:
         return Warped(image, mask, face)
 
 
-def source_distances(sources: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(T, 68, 2) source landmarks, (68, 2) target -> (T,) RMS error after similarity alignment.
+def source_distances(sources: np.ndarray, target: np.ndarray, part: np.ndarray | slice = slice(None)) -> np.ndarray:
+    """(T, 68, 2) source landmarks, (68, 2) target -> (T,) RMS error after similarity alignment, over the points
+    `part` (all by default).
 
-    Pose and scale are factored out, so the distance (in interoculars) measures expression and head turn, not
-    framing.
+    Pose and scale are factored out (the similarity is fitted on the whole faces, whatever `part` is), so the
+    distance (in interoculars) measures expression and head turn, not framing.
     """
     target = check_points(target)
     errors = []
     for points in np.asarray(sources, np.float64):
-        aligned = apply_affine(fit_similarity(check_points(points), target), points)
-        errors.append(np.sqrt(((aligned - target) ** 2).sum(1).mean()))
+        aligned = apply_affine(fit_similarity(check_points(points), target), points[part])
+        errors.append(np.sqrt(((aligned - target[part]) ** 2).sum(1).mean()))
     return np.array(errors) / max(interocular(target), 1e-6)
 
 
@@ -715,15 +716,9 @@ def nearest_source(sources: np.ndarray, target: np.ndarray) -> int:
 
 
 def mouth_distances(sources: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(T, 68, 2) source landmarks, (68, 2) target -> (T,) RMS error of the lips (48-67), in interoculars, after
-    the similarity that aligns the whole faces (`source_distances`'s): how far each source's mouth is from showing
-    the target's opening and shape."""
-    target = check_points(target)
-    errors = []
-    for points in np.asarray(sources, np.float64):
-        aligned = apply_affine(fit_similarity(check_points(points), target), points[_DONOR_LIPS])
-        errors.append(np.sqrt(((aligned - target[_DONOR_LIPS]) ** 2).sum(1).mean()))
-    return np.array(errors) / max(interocular(target), 1e-6)
+    """(T, 68, 2) source landmarks, (68, 2) target -> (T,) `source_distances` over the lips (48-67): how far each
+    source's mouth is from showing the target's opening and shape, the faces aligned as a whole."""
+    return source_distances(sources, target, _DONOR_LIPS)
 
 
 def paste_mouth(image: np.ndarray, donor: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -733,10 +728,7 @@ def paste_mouth(image: np.ndarray, donor: np.ndarray, target: np.ndarray) -> np.
     target = np.asarray(target, np.float64)
     polygon = target[_DONOR_POLYGON]
     sigma = max(0.5, _DONOR_FEATHER * interocular(target))
-    pad = int(np.ceil(3 * sigma)) + 1
-    height, width = image.shape[:2]
-    x0, y0 = np.maximum(np.floor(polygon.min(0)).astype(int) - pad, 0)
-    x1, y1 = np.minimum(np.ceil(polygon.max(0)).astype(int) + pad + 1, [width, height])
+    x0, y0, x1, y1 = _window(polygon, int(np.ceil(3 * sigma)) + 1, *image.shape[:2])
     if x1 <= x0 or y1 <= y0:
         return image
     weight = np.zeros((y1 - y0, x1 - x0), np.float32)
@@ -748,7 +740,10 @@ def paste_mouth(image: np.ndarray, donor: np.ndarray, target: np.ndarray) -> np.
     out = image.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)
     region += weight * (donor[y0:y1, x0:x1].astype(np.float32) - region)
-    out[y0:y1, x0:x1] = np.clip(np.round(region), 0, 255) if np.issubdtype(image.dtype, np.integer) else region
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        region = np.clip(np.round(region), info.min, info.max)
+    out[y0:y1, x0:x1] = region
     return out
 
 
