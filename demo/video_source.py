@@ -48,7 +48,7 @@ def warp_frame(frame: np.ndarray, points: np.ndarray, target: np.ndarray) -> np.
     its work square warped as a photo's is, and pasted back; the rest of the frame is untouched."""
     canvas = Canvas.native(frame, points, max(frame.shape[:2]))  # at the frame's own size: nothing is shrunk here
     square, own = canvas.face()
-    face = PiecewiseAffineWarp(square, own)(canvas.transform.to_crop(target), masks=False).image
+    face = PiecewiseAffineWarp(square, own).picture(canvas.transform.to_crop(target))
     return canvas.paste(face)
 
 
