@@ -21,7 +21,7 @@ from base.errors import UserError
 from base.paths import public
 from demo.animate_config import AnimateConfig, EditConfig, LimitsConfig
 from demo.example_media import DRIVING, PORTRAIT, make_examples
-from demo.live import LiveConfig, LiveSession
+from demo.live import LiveConfig, LiveSession, page_image
 from demo.memory import release_free_memory, share_arenas
 from demo.pipeline import Pipeline, Progress
 from faces.motion import MAX_TURN
@@ -47,6 +47,8 @@ LIVE_SECONDS = int(os.environ.get("HEADS_LIVE_SECONDS", "120"))  # one live stre
 # frame at 1280x720 or more, which the page JPEG-encodes and uploads and the server decodes, only for the live mode
 # to shrink it (docs/app.md measures it).
 LIVE_CAMERA = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}}
+# The Live tab's result: the frame's data: URL in an <img>, nothing before the first one.
+LIVE_TEMPLATE = '${value ? `<img src="${value}" alt="The portrait, live" style="width: 100%">` : ""}'
 LIVE_EVERY = 0.03  # seconds between the browser's looks for a frame to send (the server renders the newest)
 OUTPUTS = Path(tempfile.gettempdir()) / "heads-app"
 STAGES = {"faces": "Finding faces", "personalizing": "Personalizing", "fine-tuning": "Fine-tuning",
@@ -220,7 +222,7 @@ class Live:
         face = "" if shown.found else " · **no face in view**: showing the last frame"
         notes = [f"{session.frames_per_second:.1f} frames/s · {1e3 * shown.total:.0f} ms a frame · "
                  f"{session.persona.description}{face}", *(public(n) for n in notices)]
-        return shown.image, "\n\n".join(notes), state
+        return page_image(shown.image), "\n\n".join(notes), state
 
 
 def _controls(pose: bool) -> list:
@@ -366,7 +368,9 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
                                       webcam_options=gr.WebcamOptions(constraints=LIVE_CAMERA),
                                       elem_id="live-camera")
                 with gr.Column():
-                    live = gr.Image(label="Live", format="jpeg", interactive=False, elem_id="live-result")
+                    # The frame inside the event's message (`demo.live.page_image`), not a file the page fetches after.
+                    live = gr.HTML(label="Live", show_label=True, container=True, elem_id="live-result",
+                                   html_template=LIVE_TEMPLATE)
                     live_notes = gr.Markdown(elem_classes=["notes"], elem_id="live-notes")
             live_state = gr.State(None, time_to_live=KEEP_SECONDS)
             # UI-only, as the page's other widget events: programs have /animate and /edit.

@@ -15,6 +15,7 @@ any other loop. A slow machine therefore shows fewer frames per second, never an
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import threading
 import time
@@ -24,6 +25,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from demo.animate_config import AnimateConfig, Renderer
@@ -42,6 +44,7 @@ from faces.watermark import WATERMARK
 LIVE_TRACKING = TrackConfig(detect_every=30)
 RESTART_AFTER = 2.0  # seconds without a face after which the next face is the reference again (a loaded server
 # may take most of a second a frame: shorter would restart it all the time)
+PAGE_JPEG_QUALITY = 75  # what Gradio gave its image files (PIL's default): the same picture, a quarter of PNG's bytes
 RATE_WINDOW = 2.0  # seconds of recent frames that `LiveSession.frames_per_second` counts
 
 
@@ -104,6 +107,17 @@ class LiveFrame:
     @property
     def total(self) -> float:
         return sum(self.seconds.values())
+
+
+def page_image(image: np.ndarray) -> str:
+    """(H, W, 3) uint8 RGB -> the frame as the Live tab shows it: a JPEG in a `data:` URL, which travels inside the
+    stream's own event message. An image component's frame went as a file that the page then fetched: the second
+    round trip per frame halved the frames a browser showed (docs/app.md, `heads bench live-browser`)."""
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, PAGE_JPEG_QUALITY])
+    if not ok:
+        raise ValueError(f"cannot encode a frame of shape {image.shape} as JPEG")
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii")
 
 
 class LiveSession:

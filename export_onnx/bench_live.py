@@ -2,11 +2,11 @@
 
 A camera thread hands the clip's frames, shrunk to a webcam's size and JPEG-encoded as the browser sends them, to a
 `demo.live.LatestFrame` at the clip's own frame rate and in real time; the renderer takes the newest, decodes it,
-runs `LiveSession.step` and JPEG-encodes the result, as the app's server does for each frame (Gradio's own transport
-and the browser's drawing are not in it). Latency is from the moment the camera gave a frame to the moment its
-rendered frame was encoded, waiting included; frames the camera gave while one rendered are dropped, as in the app,
-so a slow machine shows fewer frames per second rather than a growing delay. Speed targets live here, not in
-timed tests.
+runs `LiveSession.step` and encodes the result as the app's server does for each frame (`demo.live.page_image`, a
+JPEG in a data: URL; Gradio's own transport and the browser's drawing are not in it). Latency is from the moment
+the camera gave a frame to the moment its rendered frame was encoded, waiting included; frames the camera gave while
+one rendered are dropped, as in the app, so a slow machine shows fewer frames per second rather than a growing
+delay. Speed targets live here, not in timed tests.
 
 It sits beside `bench animate`, whose lookup of the shared media it uses; it needs no torch.
 """
@@ -28,7 +28,7 @@ from PIL import Image
 from base.bench_report import BenchReport
 from base.errors import ConfigError
 from demo.animate_config import Renderer
-from demo.live import LatestFrame, LiveConfig, LiveSession
+from demo.live import LatestFrame, LiveConfig, LiveSession, page_image
 from demo.pipeline import Pipeline
 from export_onnx.bench_animate import _from_manifest
 from faces.video import VideoReader
@@ -66,7 +66,7 @@ class LiveBenchConfig:
 
 
 def _jpeg(image: np.ndarray) -> bytes:
-    """As Gradio writes an image (PIL, JPEG at its default quality)."""
+    """A camera frame as the browser sends it (JPEG)."""
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, "JPEG")
     return buffer.getvalue()
@@ -110,7 +110,7 @@ def run_live(session: LiveSession, frames: list[bytes], fps: float, seconds: flo
         decoded = time.perf_counter()
         shown = session.step(frame, captured)
         encode = time.perf_counter()
-        _jpeg(shown.image)
+        page_image(shown.image)
         latencies.append(time.monotonic() - captured)
         steps.append({"decode": decoded - decode, **shown.seconds, "encode": time.perf_counter() - encode})
         found += shown.found

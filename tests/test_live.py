@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from demo.compose import shrink
-from demo.live import LatestFrame, LiveConfig, LiveFrame, LiveSession, lend
+from demo.live import LatestFrame, LiveConfig, LiveFrame, LiveSession, lend, page_image
 from demo.pipeline import Persona, Pipeline
 from demo.renderers import WarpRenderer
 from export_onnx.bench_live import run_live
@@ -174,3 +174,19 @@ def test_the_browser_bench_reads_latency_and_frame_rate_off_the_page_records():
     assert result["latency_ms"]["min"] >= 200 and result["latency_ms"]["max"] <= 280, result["latency_ms"]
     assert result["frames_per_second"] == pytest.approx(12.5, abs=0.01)
     assert result["camera_fps"] == pytest.approx(25, abs=0.1)
+
+
+def test_a_frame_goes_to_the_page_as_a_jpeg_data_url():
+    """The Live tab's result travels inside the event's message (`page_image`), not as a file the page fetches: a
+    data: URL the browser decodes to the frame, to JPEG's rounding, the colours in RGB order."""
+    import base64
+
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:, :32] = (200, 30, 30)  # red on the left, blue on the right: flat blocks that JPEG keeps
+    frame[:, 32:] = (30, 30, 200)
+    url = page_image(frame)
+    assert url.startswith("data:image/jpeg;base64,")
+    back = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")).astype(int)
+    assert back.shape == frame.shape
+    assert np.abs(back[8:40, 4:28] - (200, 30, 30)).mean() < 12
+    assert np.abs(back[8:40, 36:60] - (30, 30, 200)).mean() < 12
