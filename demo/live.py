@@ -44,7 +44,7 @@ from faces.watermark import WATERMARK
 LIVE_TRACKING = TrackConfig(detect_every=30)
 RESTART_AFTER = 2.0  # seconds without a face after which the next face is the reference again (a loaded server
 # may take most of a second a frame: shorter would restart it all the time)
-PAGE_JPEG_QUALITY = 75  # what Gradio gave its image files (PIL's default): the same picture, a quarter of PNG's bytes
+PAGE_JPEG_QUALITY = 75  # what Gradio gave the Live tab's image files (PIL's default): the same picture as before
 RATE_WINDOW = 2.0  # seconds of recent frames that `LiveSession.frames_per_second` counts
 
 
