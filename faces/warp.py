@@ -693,7 +693,7 @@ class PiecewiseAffineWarp:
         """What a warp renderer shows: the image of `__call__` without the masks (less work per frame), resampled
         bicubically. Bilinear resampling at a fractional offset is a blur of up to half a pixel; on the 40 training
         clips with >= 64 frames the face's sharpness against the real frames went from 0.83 to 0.99 at T = 1 (0.85
-        to 1.02 at T = 8) for 0.003 of SSIM, and a 512-px frame costs about 2 ms more (docs/warp.md)."""
+        to 1.02 at T = 8) for 0.003 of SSIM, and a 512-px frame 1-4 ms more (docs/warp.md)."""
         return self._warp(target, irises, False, PICTURE_RESAMPLING).image
 
     def _warp(self, target: np.ndarray, irises: np.ndarray | None, masks: bool, interpolation: int) -> Warped:
