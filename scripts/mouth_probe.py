@@ -44,7 +44,7 @@ from training.evaluate import load_clips, split_frames  # noqa: E402
 from training.metrics.mouth_ssim import MOUTH, MOUTH_MARGIN, mouth_ssim  # noqa: E402
 from training.metrics.regions import landmark_box  # noqa: E402
 from training.metrics.sharpness import sharpness  # noqa: E402
-from training.metrics.ssim import K1, K2, SIGMA, WINDOW, ssim  # noqa: E402
+from training.metrics.ssim import K1, K2, WINDOW, _window, ssim  # noqa: E402
 
 CROP = 48  # px: the mouth box (about 40-50 px at 128) resized to this
 EVAL_SIZE = 128
@@ -88,11 +88,9 @@ def samples(data: str, split: str, shots: tuple[int, ...], per_clip: int | None)
         if count < (32 if per_clip else 64):
             continue
         for t_shots in shots:
-            if per_clip is None:
-                personal, targets = split_frames(count, (t_shots,), 32)
-                personal = personal[t_shots]
-            else:
-                personal = np.unique(np.linspace(0, count // 2 - 1, t_shots).round().astype(int))
+            photos, targets = split_frames(count, (t_shots,), 32 if per_clip is None else 1)
+            personal = photos[t_shots]
+            if per_clip is not None:
                 rng = np.random.default_rng([number, t_shots])
                 opening = mouth_opening(clip.points)
                 free = ~np.isin(np.arange(count), personal)
@@ -106,20 +104,13 @@ def samples(data: str, split: str, shots: tuple[int, ...], per_clip: int | None)
                 warped = warp.image((clip.points[t] + 0.5) * scale - 0.5)
                 warped = cv2.resize(warped, (EVAL_SIZE, EVAL_SIZE), interpolation=cv2.INTER_AREA)
                 box = mouth_box(clip.points[t])
-                real = clip.frames[t]
-                yield clip, t, box, warped, crop(warped, box), crop(real, box), lip_masks(clip.points[t], box)
-
-
-def _gaussian() -> torch.Tensor:
-    x = torch.arange(WINDOW, dtype=torch.float32) - (WINDOW - 1) / 2
-    g = torch.exp(-(x**2) / (2 * SIGMA**2))
-    return g / g.sum()
+                yield clip, t, box, warped, crop(warped, box), crop(clip.frames[t], box), lip_masks(clip.points[t], box)
 
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) in [-1, 1] -> (B,) SSIM with the metric's window and constants, differentiable."""
     a, b = (a + 1) * 127.5, (b + 1) * 127.5
-    g = _gaussian()
+    g = _window().float()  # the metric's own window
 
     def blur(x):
         c = x.shape[1]
