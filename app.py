@@ -146,7 +146,7 @@ class Animator:
         with _told("animation"):
             config = AnimateConfig(
                 driving=driving, source=tuple(source or ()), out=str(run / "animated.mp4"), avatar=avatar,
-                save_avatar=str(run / "avatar.onnx") if renderer != "warp" else None, box=_box(box),
+                save_avatar=str(run / "avatar.onnx") if renderer in ("auto", "neural") else None, box=_box(box),
                 renderer=renderer, finetune_steps=int(finetune_steps or 0), mode=mode, eyes_strength=eyes_strength,
                 mouth_strength=mouth_strength, pose_strength=pose_strength, eyes=eyes, mouth=mouth, yaw=yaw,
                 pitch=pitch, roll=roll, smoothing=smoothing, side_by_side=side_by_side, output=output,
@@ -286,6 +286,7 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
                     best, why = pipeline.model.default if neural else ("warp", "no neural model is installed")
                     renderer = gr.Radio(
                         [(f"Best measured ({best})", "auto"), ("Neural generator", "neural"),
+                         *([("Warp + learned mouth", "mouth")] if pipeline.mouth is not None else []),
                          ("Classical warp (instant)", "warp")],
                         value="auto", label="Renderer", info=f"Best measured: {best}, because {why}.",
                     )

@@ -3,10 +3,13 @@
 One home for these rules, so that the exporter writes exactly what the engine accepts and the benchmarks feed what
 both expect: change a name here and both sides change with it. Torch-free and numpy-free.
 
-Three kinds of graph:
+Four kinds of graph:
 - `embedder`: E(frames, landmarks) -> embedding, ê of each frame;
 - `generator`: the generic G(landmarks[, guide], embedding) -> frames;
-- `personalized`: one person's G′(landmarks[, guide]) -> frames, with ψ′ baked in.
+- `personalized`: one person's G′(landmarks[, guide]) -> frames, with ψ′ baked in;
+- `mouth`: the mouth refiner (training/mouth_refiner.py), mouth(mouth, lips) -> correction: a (B, 3, C, C) crop of
+  the warp about the mouth (`faces.mouth_crop`, C = its `resolution`) and (B, 2, C, C) masks of the target's inner
+  and outer lips in [0, 1] -> the (B, 3, C, C) correction to add to the crop, in image units.
 
 Images are float32 (B, C, R, R) in [-1, 1]; `guide` exists only in warp-guided models. The G graphs of a refining
 model (guidance "refine") write no frame: they write `refinement`, (B, 4, R, R), a correction δ of the guide's warp
@@ -23,7 +26,7 @@ from typing import Literal
 from faces.layout import GUIDE_CHANNELS
 
 FORMAT_VERSION = "heads-onnx-v1"
-Kind = Literal["personalized", "embedder", "generator"]
+Kind = Literal["personalized", "embedder", "generator", "mouth"]
 WARP_GUIDANCE = "warp"  # ModelConfig.guidance of models that read a warp guide and blend it into their frame
 REFINE_GUIDANCE = "refine"  # ... of models that read a warp guide and return a refinement of it (see above)
 GUIDED = (WARP_GUIDANCE, REFINE_GUIDANCE)  # the guidances with a guide input ("none" has none)
@@ -33,11 +36,14 @@ INPUTS: dict[Kind, tuple[str, ...]] = {
     "personalized": ("landmarks", "guide"),
     "embedder": ("frames", "landmarks"),
     "generator": ("landmarks", "guide", "embedding"),
+    "mouth": ("mouth", "lips"),
 }
-OUTPUTS: dict[Kind, str] = {"personalized": "frames", "embedder": "embedding", "generator": "frames"}
+OUTPUTS: dict[Kind, str] = {"personalized": "frames", "embedder": "embedding", "generator": "frames",
+                            "mouth": "correction"}
 REFINEMENT = "refinement"  # the G graphs' output in refining models, in place of "frames"
 # The rest, "embedding", is (B, embed_dim).
-IMAGE_CHANNELS = {"frames": 3, "landmarks": 3, "guide": GUIDE_CHANNELS, REFINEMENT: 4}
+IMAGE_CHANNELS = {"frames": 3, "landmarks": 3, "guide": GUIDE_CHANNELS, REFINEMENT: 4, "mouth": 3, "lips": 2,
+                  "correction": 3}
 
 # metadata_props of every graph (all values are strings). The engine checks format, kind, palette and guidance.
 METADATA_KEYS = (
@@ -49,6 +55,7 @@ CALLER_KEYS: dict[Kind, tuple[str, ...]] = {
     "personalized": ("model_id", "T", "steps", "provenance"),
     "embedder": ("model_id", "provenance"),
     "generator": ("model_id", "provenance"),
+    "mouth": ("model_id", "provenance"),
 }
 
 
@@ -59,7 +66,7 @@ def graph_inputs(kind: Kind, guided: bool) -> tuple[str, ...]:
 
 def graph_output(kind: Kind, guidance: str) -> str:
     """The output name of a `kind` graph of a model with this guidance."""
-    return REFINEMENT if guidance == REFINE_GUIDANCE and kind != "embedder" else OUTPUTS[kind]
+    return REFINEMENT if guidance == REFINE_GUIDANCE and kind in ("generator", "personalized") else OUTPUTS[kind]
 
 
 def input_shape(name: str, resolution: int, embed_dim: int) -> tuple[int, ...]:

@@ -16,7 +16,7 @@ from base.errors import ConfigError
 from faces.config import LimitsConfig
 from faces.motion import Controls, MotionConfig
 
-Renderer = Literal["auto", "neural", "warp"]
+Renderer = Literal["auto", "neural", "mouth", "warp"]
 Precision = Literal["auto", "fp32", "int8", "fp16"]  # generator variants (animate, bench animate)
 
 
@@ -52,10 +52,11 @@ class AnimateConfig(Controls):
     box: tuple[float, float, float, float] | None = None
     """For one photo where no face is detected (a painting, a drawing): the face box x0 y0 x1 y1 in pixels."""
     renderer: Renderer = "auto"
-    """auto: whichever the model folder's own evaluation on the test split found best (the neural renderer only
+    """auto: whichever the model folder's own evaluation on the test split found best (a learned renderer only
     where it beat the warp; see docs/fewshot.md), with a one-line notice of why; neural: the few-shot generator
-    (ONNX); warp: classical piecewise-affine warp of the photos (instant, CPU). Without a neural model in the weights
-    folder, neural falls back to warp with a notice."""
+    (ONNX); mouth: the warp with its mouth corrected by the mouth refiner (ONNX, docs/warp-guided.md); warp:
+    classical piecewise-affine warp of the photos (instant, CPU). Without the model (or the mouth graph) in the
+    weights folder, neural and mouth fall back to warp with a notice."""
     finetune_steps: int = 0
     """0: instant feed-forward personalization (onnxruntime only). N > 0: fine-tune first, with the default (light)
     recipe, for at most N steps (a held-out photo stops it sooner; needs torch and the PyTorch model, see
@@ -136,6 +137,7 @@ class AnimateConfig(Controls):
                 raise ConfigError("a source video is animated on its own: pass one video, or photos only")
             return
         refused = {"avatar": self.avatar is not None, "renderer neural": self.renderer == "neural",
+                   "renderer mouth": self.renderer == "mouth",
                    "finetune_steps": self.finetune_steps > 0, "box": self.box is not None,
                    "mode absolute": self.mode == "absolute", "output face": self.output == "face"}
         named = [name for name, given in refused.items() if given]

@@ -31,10 +31,10 @@ from demo import tuning
 from demo.animate_config import AnimateConfig, EditConfig
 from demo.avatar_file import attach_sources, bake_embedding, read_sources
 from demo.compose import Canvas, save_still, side_by_side, tag_synthetic, watermark
-from demo.engine import Engine, SessionSettings
+from demo.engine import Engine, OnnxModel, SessionSettings
 from demo.identity import IdentityMeter, IdentityScore
 from demo.limits import cut_notice, driving_info
-from demo.renderers import ModelFolder, NeuralRenderer, RefiningRenderer, WarpRenderer
+from demo.renderers import ModelFolder, MouthRenderer, NeuralRenderer, RefiningRenderer, WarpRenderer
 from demo.video_source import FADE_SECONDS, SourceVideoRenderer, at_times, source_frames
 from demo.weights import requested, resolve_weights, weights_label
 from faces.config import DetectorConfig, LimitsConfig, SmoothingConfig
@@ -95,7 +95,7 @@ class _Stage:
 class Persona:
     """One person ready to animate: a renderer holding their face, and what the output is composed from."""
 
-    renderer: WarpRenderer | NeuralRenderer | RefiningRenderer | SourceVideoRenderer
+    renderer: WarpRenderer | MouthRenderer | NeuralRenderer | RefiningRenderer | SourceVideoRenderer
     description: str  # e.g. "neural, feed-forward from 3 photos"
     canvas: Canvas | None  # the first photo, where faces go back (whole-photo output); None: the face crop alone
     avatar: Path | None = None  # the personalised .onnx behind a neural renderer, when one was written or loaded
@@ -191,6 +191,7 @@ class Pipeline:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="heads-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.torch_model = tuning.torch_model(self.model.path if self.model else None, torch_model)
+        self.mouth = self.model.mouth(self.settings) if self.model is not None else None
         self._cache: OrderedDict[tuple, Persona] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -268,9 +269,14 @@ class Pipeline:
             notices.append(f"No neural model is installed ({self.model_problem}), so the classical warp renderer "
                            "is used.")
             renderer = "warp"
+        if renderer == "mouth" and self.mouth is None:
+            notices.append("No mouth refiner is installed (the model folder has no mouth graph), so the classical "
+                           "warp renderer is used.")
+            renderer = "warp"
         if renderer == "neural" and config.finetune_steps and not self.can_finetune:
             raise InputError("Fine-tuning needs torch and the PyTorch model (see docs/app.md); choose Instant.")
-        gaze = self.gaze_backend(config) if renderer == "warp" else None  # the warp moves irises, models do not
+        # the warp moves irises (also under the mouth refiner), models do not
+        gaze = self.gaze_backend(config) if renderer in ("warp", "mouth") else None
         key = (tuple(f.digest for f in faces), config.box, renderer, config.finetune_steps, config.precision,
                config.output, config.max_side, config.resolution, gaze)
         with self._lock:
@@ -291,8 +297,8 @@ class Pipeline:
 
     def _make(self, faces: list[SourceFace], renderer: str, config: AnimateConfig,
               progress: ProgressCallback | None) -> Persona:
-        if renderer == "warp":
-            return self._warp_persona(faces, config)
+        if renderer in ("warp", "mouth"):
+            return self._warp_persona(faces, config, self.mouth if renderer == "mouth" else None)
         assert self.model is not None
         source = crops(faces, self.model.resolution)
         steps = config.finetune_steps
@@ -331,10 +337,15 @@ class Pipeline:
         return Persona(refining, description, None, avatar, whole if config.output == "face" else None)
 
     @classmethod
-    def _warp_persona(cls, faces: list[SourceFace], config: AnimateConfig) -> Persona:
-        """The warp renderer on the first photo's work square (`_work_square`), shown as `_shown` says."""
+    def _warp_persona(cls, faces: list[SourceFace], config: AnimateConfig, mouth: OnnxModel | None = None
+                      ) -> Persona:
+        """The warp renderer on the first photo's work square (`_work_square`), shown as `_shown` says; with
+        `mouth`, the mouth refiner corrects its mouth there, at the photo's resolution."""
         canvas, square = cls._work_square(faces, config)
         shown, view = cls._shown(canvas, config)
+        if mouth is not None:
+            return Persona(MouthRenderer(square, mouth), f"warp of {len(faces)} photo(s) + mouth refiner", shown,
+                           view=view)
         return Persona(WarpRenderer(square), f"warp of {len(faces)} photo(s)", shown, view=view)
 
     @staticmethod

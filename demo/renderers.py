@@ -1,7 +1,8 @@
-"""The ways to turn target landmarks into face crops: the classical piecewise-affine warp of the source photos, the
-few-shot generator (ONNX engine) that writes whole frames, and a refining generator whose synthesis is composited
-onto the warp where it predicts the warp is wrong. All take (B, 68, 2) target points in their square's pixels and
-return (B, S, S, 3) uint8 frames, so the pipeline does not care which one it drives.
+"""The ways to turn target landmarks into face crops: the classical piecewise-affine warp of the source photos, that
+warp with its mouth corrected by the mouth refiner (ONNX), the few-shot generator (ONNX engine) that writes whole
+frames, and a refining generator whose synthesis is composited onto the warp where it predicts the warp is wrong.
+All take (B, 68, 2) target points in their square's pixels and return (B, S, S, 3) uint8 frames, so the pipeline
+does not care which one it drives.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import numpy as np
 import onnxruntime as ort
 
 from base.errors import InputError
-from demo.engine import ACCELERATED, Engine, SessionSettings
+from demo.engine import ACCELERATED, Engine, OnnxModel, SessionSettings, to_network
 from faces.crop import CropTransform
 from faces.guide import pack_guide, refine_region
 from faces.landmark_image import draw_landmarks
+from faces.mouth_crop import MouthCrop
 from faces.source_faces import Crops
 from faces.warp import MultiSourceWarp
 
@@ -69,6 +71,30 @@ class WarpRenderer:
     def render(self, targets: np.ndarray, irises: np.ndarray | None = None) -> np.ndarray:
         each = [None] * len(targets) if irises is None else list(irises)
         return np.stack(frames_in_parallel(lambda t, i: self._warp.image(t, i), list(targets), each))
+
+
+class MouthRenderer(WarpRenderer):
+    """The warp renderer's frames with the mouth corrected by the mouth refiner (training/mouth_refiner.py): the
+    crop about each target's mouth (`faces.mouth_crop`) goes through the graph in one batch, and the correction is
+    resized back into the frame at its own resolution; outside the mouth the frames are the warp's, pixel for pixel.
+    """
+
+    name = "mouth"
+
+    def __init__(self, crops: Crops, refiner: OnnxModel):
+        if refiner.kind != "mouth":
+            raise ValueError(f"{refiner.path.name} is a {refiner.kind} graph, not a mouth refiner")
+        super().__init__(crops)
+        self.refiner = refiner
+
+    def render(self, targets: np.ndarray, irises: np.ndarray | None = None) -> np.ndarray:
+        frames = super().render(targets, irises)
+        where = [MouthCrop.at(t, frames.shape[1:]) for t in targets]
+        crops = np.stack([w.cut(f) for w, f in zip(where, frames, strict=True)])
+        mouths = to_network(crops, 3, self.refiner.resolution)
+        lips = np.stack([w.masks(t) for w, t in zip(where, targets, strict=True)])
+        corrections = self.refiner(mouth=mouths, lips=lips).transpose(0, 2, 3, 1) * 127.5
+        return np.stack([w.add(f, c) for w, f, c in zip(where, frames, corrections, strict=True)])
 
 
 class NeuralRenderer:
@@ -154,9 +180,16 @@ class ModelFolder:
         """The renderer `auto` means for this model, and why in one line (stored by `heads export`, which decides
         it from the model's evaluation: export_onnx/verdict.py)."""
         stored = self.manifest.get("default") or {}
-        if stored.get("renderer") not in ("neural", "warp"):
+        if stored.get("renderer") not in ("neural", "mouth", "warp"):
             return "warp", "the model folder says nothing of how its renderer measured against the warp"
+        if stored["renderer"] == "mouth" and "mouth" not in self.manifest["graphs"]:
+            return "warp", "the model folder names the mouth refiner best but holds no mouth graph"
         return stored["renderer"], stored.get("reason", "")
+
+    def mouth(self, settings: SessionSettings) -> OnnxModel | None:
+        """The mouth refiner's graph, when the folder has one (`heads export --mouth-refiner`)."""
+        graph = self.manifest["graphs"].get("mouth")
+        return None if graph is None else OnnxModel(self.path / graph["fp32"]["file"], ("mouth",), settings)
 
     def embedder(self) -> Path:
         return self.path / self.manifest["graphs"]["embedder"]["fp32"]["file"]

@@ -35,10 +35,13 @@ class ExportConfig:
     clips) instead of synthetic faces."""
     tolerance: float = 1e-4
     """Largest |ONNX - PyTorch| allowed in fp32; the export fails above it."""
+    mouth_refiner: Path | None = None
+    """A mouth refiner's folder (`heads train-mouth`): also export it (mouth.onnx), for the `mouth` renderer."""
     evaluation: Path | None = None
-    """The `heads evaluate` output folder of this model on the test split (with FF and warp rows): its table is
-    stored in the model folder, and the app and `heads animate` default to the neural renderer only when it beats
-    the warp there (export_onnx/verdict.py); without it they default to the warp and say why."""
+    """The `heads evaluate` output folder of this model on the test split (with a warp row, and FF and/or "warp +
+    mouth" rows): its table is stored in the model folder, and the app and `heads animate` default to a learned
+    renderer only when it beats the warp there (export_onnx/verdict.py); without it they default to the warp and say
+    why."""
 
     def __post_init__(self) -> None:
         if self.calibration < 2 or self.tolerance <= 0:

@@ -28,9 +28,11 @@ from demo.engine import OnnxModel, SessionSettings
 from export_onnx.forms import export_form
 from export_onnx.samples import noise, realistic
 from faces.layout import PALETTE_VERSION
-from training.config import ModelConfig, to_dict
+from faces.mouth_crop import CROP, MouthCrop
+from training.config import ModelConfig, MouthRefinerConfig, to_dict
 from training.embedder import Embedder
 from training.generator import Generator
+from training.mouth_refiner import MouthRefiner
 
 OPSET = 18  # runs on onnxruntime >= 1.14 and TensorRT >= 8.6
 Net = TypeVar("Net", Embedder, Generator)
@@ -96,20 +98,22 @@ class _Personalized(nn.Module):
         return self.G.render(y, self.psi)  # (B, 3, R, R)
 
 
-def graph_metadata(kind: Kind, cfg: ModelConfig, psi_size: int, given: dict) -> dict[str, str]:
-    """The metadata_props `demo.engine` reads: derived fields plus the caller's CALLER_KEYS, all as strings."""
+def graph_metadata(kind: Kind, cfg: ModelConfig | MouthRefinerConfig, psi_size: int, given: dict) -> dict[str, str]:
+    """The metadata_props `demo.engine` reads: derived fields plus the caller's CALLER_KEYS, all as strings. A
+    mouth refiner has no guide, embedding or ψ; its resolution is its crop's."""
     missing = [k for k in CALLER_KEYS[kind] if k not in given]
     unknown = [k for k in given if k not in CALLER_KEYS[kind]]
     if missing or unknown:
         raise ValueError(f"{kind} metadata needs exactly {CALLER_KEYS[kind]}; missing {missing}, unknown {unknown}")
+    mouth = isinstance(cfg, MouthRefinerConfig)
     return {
         "format": FORMAT_VERSION,
         "kind": kind,
         "palette": PALETTE_VERSION,
-        "resolution": str(cfg.resolution),
-        "guidance": cfg.guidance,
+        "resolution": str(CROP if mouth else cfg.resolution),
+        "guidance": "none" if mouth else cfg.guidance,
         "precision": "fp32",
-        "embed_dim": str(cfg.embed_dim),
+        "embed_dim": str(0 if mouth else cfg.embed_dim),
         "psi_size": str(psi_size),
         "model_config": json.dumps(to_dict(cfg)),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -174,6 +178,48 @@ def check_parity(reference: nn.Module, path: Path, kind: Kind, cfg: ModelConfig,
             f"{path.name} does not match PyTorch: max |ONNX - torch| = {worst:.3g} > {tolerance:g}; the file is left "
             "for inspection but must not be used"
         )
+    return worst
+
+
+def export_mouth(model: MouthRefiner, path: str | Path, metadata: dict, tolerance: float = 1e-4) -> float:
+    """The mouth refiner: mouth(mouth, lips) -> correction on CROP-px crops (contract.graphs); returns the parity
+    against PyTorch over noise and real lip shapes (masks of one drawn mouth) at batch sizes other than the traced
+    one."""
+    path = Path(path)
+    model = model.eval()
+    names = graph_inputs("mouth", False)
+    rng = np.random.default_rng(0)
+
+    def sample(count: int) -> tuple[np.ndarray, np.ndarray]:
+        crops = rng.uniform(-1, 1, (count, 3, CROP, CROP)).astype(np.float32)
+        points = np.zeros((68, 2))
+        outer, inner = (np.linspace(0, 2 * np.pi, n, endpoint=False) for n in (12, 8))
+        points[48:60] = np.c_[np.cos(outer) * 16, np.sin(outer) * 9] + CROP / 2  # lips as ellipses, mouth open
+        points[60:68] = np.c_[np.cos(inner) * 10, np.sin(inner) * 4] + CROP / 2
+        lips = MouthCrop((0, 0, CROP, CROP)).masks(points)
+        return crops, np.repeat(lips[None], count, 0)
+
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    args = tuple(torch.from_numpy(a) for a in sample(TRACE_BATCH))
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(
+            model, args, dynamo=True, opset_version=OPSET, input_names=list(names),
+            output_names=[graph_output("mouth", "none")], dynamic_shapes=({0: batch}, {0: batch}),
+            external_data=False, verbose=False,
+        )
+    onnx_model = program.model_proto
+    set_metadata(onnx_model, graph_metadata("mouth", model.cfg, 0, metadata))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx_model, path)
+    graph = OnnxModel(path, ("mouth",), SessionSettings(device="cpu"))
+    worst = 0.0
+    for count in (1, 3):
+        crops, lips = sample(count)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(crops), torch.from_numpy(lips)).numpy()
+        worst = max(worst, float(np.abs(graph(mouth=crops, lips=lips) - expected).max()))
+    if not worst <= tolerance:
+        raise UserError(f"{path.name} does not match PyTorch: max |ONNX - torch| = {worst:.3g} > {tolerance:g}")
     return worst
 
 

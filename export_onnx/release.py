@@ -14,18 +14,20 @@ import numpy as np
 import torch
 
 from base.errors import UserError
-from contract.graphs import FORMAT_VERSION, graph_inputs
+from contract.graphs import FORMAT_VERSION, graph_inputs, input_shape
 from demo.engine import OnnxModel, SessionSettings
 from export_onnx.config import ExportConfig
-from export_onnx.export import OPSET, export_embedder, export_generator, export_personalized
+from export_onnx.export import OPSET, export_embedder, export_generator, export_mouth, export_personalized
 from export_onnx.quantize import fidelity, to_fp16, to_int8
 from export_onnx.samples import realistic
 from export_onnx.timing import seconds_per_call
 from export_onnx.verdict import stored
 from faces.layout import PALETTE_VERSION
 from training.avatar import Avatar, model_id
+from training.checkpoint import read_config
 from training.config import to_dict
 from training.models import Networks
+from training.mouth_refiner import load as load_mouth_refiner
 
 FIDELITY_IMAGES = 8
 
@@ -113,6 +115,16 @@ def export(cfg: ExportConfig) -> dict:
         parity = export_personalized(tuned, avatar.psi, out / "personalized.onnx", meta, cfg.tolerance)
         graphs["personalized"] = _variants(cfg, "personalized", out / "personalized.onnx", *inputs["personalized"])
         graphs["personalized"]["fp32"]["parity_max_abs"] = parity
+    mouth = None
+    if cfg.mouth_refiner is not None:
+        refiner = load_mouth_refiner(cfg.mouth_refiner)
+        meta = {"model_id": mid, "provenance": f"{provenance}; mouth refiner {_name(cfg.mouth_refiner)}"}
+        parity = export_mouth(refiner, out / "mouth.onnx", meta, cfg.tolerance)
+        graph = OnnxModel(out / "mouth.onnx", ("mouth",), SessionSettings(device="cpu"))
+        one = {name: np.zeros((1, *input_shape(name, graph.resolution, 0)), np.float32) for name in graph.input_names}
+        graphs["mouth"] = {"fp32": {"file": "mouth.onnx", "parity_max_abs": parity,
+                                    "cpu_ms_per_frame": 1e3 * seconds_per_call(lambda: graph(**one))}}
+        mouth = {"folder": _name(cfg.mouth_refiner), **read_config(cfg.mouth_refiner)}
     manifest = {
         "format": FORMAT_VERSION,
         "model_id": mid,
@@ -126,6 +138,7 @@ def export(cfg: ExportConfig) -> dict:
             "source": _name(cfg.calibration_data) if cfg.calibration_data else "synthetic faces",
         },
         "graphs": graphs,
+        "mouth_refiner": mouth,
         "default": stored(cfg.evaluation, mid, out),
     }
     (out / "config.json").write_text(json.dumps(manifest, indent=2) + "\n")

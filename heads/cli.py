@@ -44,6 +44,10 @@ COMMANDS: dict[str, Command] = {
         "Frames/s of prepare on real clips: detect every frame vs detect-and-track, 1 and 2 workers, as JSON.",
     ),
     "train": Command("training.config:TrainConfig", "training.train:train", "Meta-learn E, G and D on episodes."),
+    "train-mouth": Command(
+        "training.config:MouthTrainConfig", "training.mouth_refiner:train",
+        "Train the mouth refiner: a small network correcting the warp's mouth on a mouth crop (1 - SSIM + L1).",
+    ),
     "bench loader": Command(
         "training.config:LoaderBenchConfig", "training.bench_loader:bench_loader",
         "Episodes/s and images/s of the training loader per worker, prepared folder vs its shards, as JSON.",

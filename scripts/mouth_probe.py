@@ -39,10 +39,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from faces.motion import mouth_opening  # noqa: E402
-from faces.warp import MultiSourceWarp  # noqa: E402
+from faces.regions import landmark_box  # noqa: E402
+from faces.warp import MultiSourceWarp, mouth_distances  # noqa: E402
 from training.evaluate import load_clips, split_frames  # noqa: E402
 from training.metrics.mouth_ssim import MOUTH, MOUTH_MARGIN, mouth_ssim  # noqa: E402
-from training.metrics.regions import landmark_box  # noqa: E402
 from training.metrics.sharpness import sharpness  # noqa: E402
 from training.metrics.ssim import K1, K2, WINDOW, _window, ssim  # noqa: E402
 
@@ -76,7 +76,7 @@ def crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return cv2.resize(image[y0:y1, x0:x1], (CROP, CROP), interpolation=interpolation)
 
 
-def samples(data: str, split: str, shots: tuple[int, ...], per_clip: int | None):
+def samples(data: str, split: str, shots: tuple[int, ...], per_clip: int | None, sources: int = 0):
     """Crops of warp and real frame and the lip masks. With `per_clip` (training): from each clip with >= 32 frames
     and each T of `shots`, open-mouth targets (and a quarter as many closed ones) among the frames that are not
     photos, the photos `heads evaluate`'s (T evenly spaced in the first half). Without (measuring): `heads
@@ -101,10 +101,17 @@ def samples(data: str, split: str, shots: tuple[int, ...], per_clip: int | None)
             scale = frames.shape[1] / clip.frames.shape[1]
             warp = MultiSourceWarp(list(frames), points)
             for t in np.sort(targets).astype(int):
-                warped = warp.image((clip.points[t] + 0.5) * scale - 0.5)
+                target = (clip.points[t] + 0.5) * scale - 0.5
+                warped = warp.image(target)
                 warped = cv2.resize(warped, (EVAL_SIZE, EVAL_SIZE), interpolation=cv2.INTER_AREA)
                 box = mouth_box(clip.points[t])
-                yield clip, t, box, warped, crop(warped, box), crop(clip.frames[t], box), lip_masks(clip.points[t], box)
+                shown = crop(warped, box)
+                if sources:  # the photos whose lips are nearest the target's, each warped onto it alone
+                    order = np.resize(np.argsort(mouth_distances(points, target), kind="stable"), sources)
+                    each = [cv2.resize(warp.warps[k].picture(target), (EVAL_SIZE, EVAL_SIZE),
+                                       interpolation=cv2.INTER_AREA) for k in order]  # T = 1: one photo, repeated
+                    shown = np.concatenate([shown] + [crop(e, box) for e in each], 2)
+                yield clip, t, box, warped, shown, crop(clip.frames[t], box), lip_masks(clip.points[t], box)
 
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -126,7 +133,7 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class MouthRefiner(nn.Module):
     """Warp crop (3) and lip masks (2) -> the warp corrected within the outer lips grown by 3 px."""
 
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = 32, sources: int = 0):
         super().__init__()
         w = width
         relu = nn.ReLU
@@ -134,7 +141,7 @@ class MouthRefiner(nn.Module):
         def pair(a, b, stride=1):
             return [nn.Conv2d(a, b, 3, stride, 1), relu(), nn.Conv2d(b, b, 3, padding=1), relu()]
 
-        self.top = nn.Sequential(*pair(5, w))
+        self.top = nn.Sequential(*pair(5 + 3 * sources, w))
         self.middle = nn.Sequential(*pair(w, 2 * w, 2))
         self.bottom = nn.Sequential(*pair(2 * w, 3 * w, 2), nn.Conv2d(3 * w, 3 * w, 3, padding=1), relu())
         self.up_middle = nn.Sequential(nn.Conv2d(5 * w, 2 * w, 3, padding=1), relu())
@@ -143,8 +150,9 @@ class MouthRefiner(nn.Module):
         nn.init.zeros_(self.out.weight)  # an untrained refiner returns the warp
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, warp: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        top = self.top(torch.cat([warp, masks], 1))
+    def forward(self, shown: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        warp = shown[:, :3]
+        top = self.top(torch.cat([shown, masks], 1))
         middle = self.middle(top)
         bottom = self.bottom(middle)
         up = self.up_middle(torch.cat([F.interpolate(bottom, scale_factor=2), middle], 1))
@@ -159,11 +167,11 @@ def _tensor(images: np.ndarray) -> torch.Tensor:
 
 def train(args) -> None:
     torch.manual_seed(0)
-    rows = list(samples(args.data, "train", tuple(args.train_shots), args.per_clip))
+    rows = list(samples(args.data, "train", tuple(args.train_shots), args.per_clip, args.sources))
     print(f"{len(rows)} training crops from {len({id(r[0]) for r in rows})} clips", flush=True)
     warps, reals = _tensor(np.stack([r[4] for r in rows])), _tensor(np.stack([r[5] for r in rows]))
     masks = torch.from_numpy(np.stack([r[6] for r in rows]))
-    model = MouthRefiner()
+    model = MouthRefiner(sources=args.sources)
     optimizer = torch.optim.Adam(model.parameters(), args.lr)
     start = time.time()
     for step in range(1, args.steps + 1):
@@ -182,14 +190,14 @@ def train(args) -> None:
 
 
 def measure(args) -> None:
-    model = MouthRefiner()
+    model = MouthRefiner(sources=args.sources)
     model.load_state_dict(torch.load(args.out))
     model.eval()
     per_clip: dict[int, list] = {}
-    for clip, t, box, warped, warp_crop, _, masks in samples(args.data, "test", (args.shots,), None):
+    for clip, t, box, warped, warp_crop, _, masks in samples(args.data, "test", (args.shots,), None, args.sources):
         with torch.no_grad():
             out = model(_tensor(warp_crop[None]), torch.from_numpy(masks[None]))
-        delta = (out - _tensor(warp_crop[None]))[0].permute(1, 2, 0).numpy() * 127.5
+        delta = (out - _tensor(warp_crop[None, ..., :3]))[0].permute(1, 2, 0).numpy() * 127.5
         x0, y0, x1, y1 = box
         fixed = warped.astype(np.float32)
         fixed[y0:y1, x0:x1] += cv2.resize(delta, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
@@ -222,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--per-clip", type=int, default=40, help="open-mouth targets per training clip")
+    parser.add_argument("--sources", type=int, default=0,
+                        help="also show the refiner this many photos, nearest by the lips, each warped alone")
     parser.add_argument("--shots", type=int, default=1, help="T, the photos per test clip (measure)")
     parser.add_argument("--train-shots", type=int, nargs="+", default=[1, 8],
                         help="the T whose warps the training crops come from (train)")

@@ -13,6 +13,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "prepare --to-shards": ["PREPARED", "OUT", "--clips-per-shard", "0"],
     "bench prepare": ["SRC", "--clips", "0"],
     "train": ["--k", "0"],
+    "train-mouth": ["--data", "d", "--steps", "0"],
     "bench train": ["--steps", "0"],
     "bench loader": ["--prepared", "p", "--batches", "0"],
     "bench soak": ["--clients", "0"],

@@ -8,6 +8,7 @@ import pytest
 import scipy.linalg
 
 from faces.motion import mouth_opening
+from faces.regions import landmark_box
 from faces.video import read_frames
 from training.data import SyntheticEpisodes
 from training.metrics.akd import akd, detect_landmarks, normalized_landmark_error
@@ -16,7 +17,6 @@ from training.metrics.fid import fid_from_features, frechet_distance, gaussian, 
 from training.metrics.motion import opening_correlation
 from training.metrics.mouth_ssim import OPEN_MOUTH, mouth_ssim
 from training.metrics.perceptual import perceptual_distance
-from training.metrics.regions import landmark_box
 from training.metrics.sharpness import FACE_MARGIN, laplacian_variance, sharpness
 from training.metrics.ssim import K1, RANGE, ssim
 

@@ -18,9 +18,9 @@ METRICS = ("ssim", "lpips", "akd", "mouth", "eye", "sharpness", "mouth_ssim")
 
 
 def _evaluation(folder: Path, gain: dict[str, float], fid: tuple[float, float] = (40.0, 50.0), clips: int = 12,
-                model_id: str = "m1") -> Path:
-    """A `heads evaluate` folder with warp and FF rows at T = 1 and 8: FF = warp + gain[metric] (+ small per-clip
-    noise); fid = (FF, warp)."""
+                model_id: str = "m1", label: str = "FF") -> Path:
+    """A `heads evaluate` folder with warp and `label` rows (FF, or the mouth refiner's) at T = 1 and 8: that row =
+    warp + gain[metric] (+ small per-clip noise); fid = (that row's, warp's)."""
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
     rows, table = [], []
@@ -29,8 +29,8 @@ def _evaluation(folder: Path, gain: dict[str, float], fid: tuple[float, float] =
             warp = {m: float(rng.uniform(0.4, 0.9)) for m in METRICS}
             ff = {m: warp[m] + gain.get(m, 0.0) + float(rng.normal(0, 0.002)) for m in METRICS}
             rows += [{"video": f"v{video}", "method": "warp", "T": t, **warp},
-                     {"video": f"v{video}", "method": "FF", "T": t, **ff}]
-        table += [{"method": "warp", "T": t, "fid": fid[1]}, {"method": "FF", "T": t, "fid": fid[0]}]
+                     {"video": f"v{video}", "method": label, "T": t, **ff}]
+        table += [{"method": "warp", "T": t, "fid": fid[1]}, {"method": label, "T": t, "fid": fid[0]}]
     (folder / "per_video.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with open(folder / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, ["method", "T", "fid"])
@@ -55,6 +55,16 @@ def test_neural_is_the_default_only_where_it_beats_the_warp(tmp_path):
     # so a renderer far above 1 is worse, not better, than one near it.
     noisy = verdict(_evaluation(tmp_path / "e", {"mouth_ssim": 0.05, "sharpness": 3.0}))
     assert noisy["renderer"] == "warp" and "sharpness" in noisy["reason"]
+
+
+def test_the_mouth_refiner_is_judged_by_the_same_rule(tmp_path):
+    """Its row ("warp + mouth") against the warp's, as the neural renderer's; the reason names what failed."""
+    better = verdict(_evaluation(tmp_path / "a", {"mouth_ssim": MOUTH_GAIN + 0.01}, label="warp + mouth"))
+    assert better["renderer"] == "mouth" and "mouth refiner beats the warp" in better["reason"]
+    assert set(better["comparison"]) == {"mouth"}
+    short = verdict(_evaluation(tmp_path / "b", {"mouth_ssim": MOUTH_GAIN / 2}, label="warp + mouth"))
+    assert short["renderer"] == "warp" and "the mouth refiner: mouth SSIM" in short["reason"]
+    assert verdict(_evaluation(tmp_path / "c", {}, label="still frame"))["renderer"] == "warp"  # nothing to judge
 
 
 def test_sharpness_compares_by_its_distance_from_one():

@@ -231,6 +231,51 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class MouthRefinerConfig:
+    """The mouth refiner's architecture (training/mouth_refiner.py)."""
+
+    width: int = 32
+    """Channels of the U-Net's first level; the next two have 2× and 3× as many."""
+
+    def __post_init__(self) -> None:
+        if self.width < 4:
+            raise ConfigError("width must be >= 4")
+
+
+@dataclass(frozen=True)
+class MouthTrainConfig:
+    """`heads train-mouth`: the mouth refiner, trained on mouth crops of the warp renderer's output against the real
+    frames of the training split's clips, with 1 − SSIM (the metric's own) plus L1 as its loss."""
+
+    data: str
+    """Prepared dataset folder (`heads prepare`); its training split is used, the test split never."""
+    out: str = "runs/mouth-refiner"
+    """Output model folder: config.json, mouth_refiner.safetensors, train_log.jsonl."""
+    model: MouthRefinerConfig = field(default_factory=MouthRefinerConfig)
+    shots: tuple[int, ...] = (1, 8)
+    """The warps are made from the photos `heads evaluate` picks at each of these T (evenly spaced in each clip's
+    first half): a refiner trained on one T alone learnt nothing that helps at the other (docs/warp-guided.md)."""
+    per_clip: int = 40
+    """Open-mouth targets per clip and T (a quarter as many closed ones are added, so closed mouths stay closed)."""
+    min_frames: int = 32
+    steps: int = 2400
+    batch: int = 32
+    lr: float = 1e-3
+    l1: float = 1.0
+    """Weight of the crop's L1 beside 1 − SSIM."""
+    seed: int = 0
+    threads: int = 0
+    """torch threads (0: torch's default)."""
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch < 1 or self.per_clip < 1 or self.min_frames < 2 * max(self.shots, default=1):
+            raise ConfigError("steps, batch and per_clip must be >= 1, and min_frames at least twice the largest T")
+        if not self.shots or min(self.shots) < 1:
+            raise ConfigError("shots must be a non-empty list of T >= 1")
+
+
+@dataclass(frozen=True)
 class TrainBenchConfig:
     """Training-step speed of named model presets on this device."""
 

@@ -2,8 +2,8 @@
 
 Per test clip: T ∈ {1, 8, 32} personalization frames from the first half, 32 hold-out frames from the second half;
 every method re-renders the hold-out frames from their landmarks and is compared with the real ones. Methods: the
-still frame, the plain piecewise-affine warp and the warp with head points (baselines that need no learning), and
-the feed-forward (FF) and fine-tuned (FT) avatars.
+still frame, the plain piecewise-affine warp and the app's warp renderer (baselines that need no learning), that
+warp with its mouth corrected by the mouth refiner, and the feed-forward (FF) and fine-tuned (FT) avatars.
 """
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ from training.fewshot_config import FEED_FORWARD, EvaluateConfig, FinetuneSettin
 from training.finetune import load_networks, personalize, render
 from training.metrics.registry import METRICS, NOTE_HEADERS, Sample, count_key
 from training.models import Networks
+from training.mouth_refiner import MouthRefiner, refine
+from training.mouth_refiner import load as load_mouth_refiner
 from training.phases import resolve_device
 from training.prepared import PreparedEpisodes
 
-LABELS = {"still": "still frame", "plainwarp": "plain warp", "warp": "warp", "ff": "FF", "ft": "FT"}
+LABELS = {"still": "still frame", "plainwarp": "plain warp", "warp": "warp", "mouth": "warp + mouth", "ff": "FF",
+          "ft": "FT"}
 # Table columns (key, header), all of them from the metric registry: every metric (and the clip count of those
 # that some clips lack), then the notes shown.
 COLUMNS = (*(column for name, metric in METRICS.items() for column in metric.columns(name)), *NOTE_HEADERS.items())
@@ -99,6 +102,17 @@ def warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.nda
     def make(frames: np.ndarray, points: np.ndarray):
         warp = MultiSourceWarp(list(frames), points)
         return warp.image
+
+    return _warped_at_data_resolution(clip, personal, holdout, make)
+
+
+def mouth_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray, refiner: MouthRefiner) -> np.ndarray:
+    """The warp renderer's frames (`warp_frames`), each with its mouth corrected by the refiner at the dataset's
+    own resolution, as the app corrects it at the photo's, before the frame is shrunk to the evaluation's."""
+
+    def make(frames: np.ndarray, points: np.ndarray):
+        warp = MultiSourceWarp(list(frames), points)
+        return lambda target: refine(refiner, warp.image(target), target)
 
     return _warped_at_data_resolution(clip, personal, holdout, make)
 
@@ -167,12 +181,16 @@ def append_jsonl(out: Path, rows: list[dict], header: dict) -> None:
 
 
 def generate(networks: Networks, clip: Clip, method: str, personal: np.ndarray, holdout: np.ndarray,
-             tune: FinetuneSettings, progress: bool) -> np.ndarray:
+             tune: FinetuneSettings, progress: bool, refiner: MouthRefiner | None = None) -> np.ndarray:
     """One method's (N, R, R, 3) uint8 re-rendering of the hold-out frames from T personalization frames."""
     if method == "still":
         return still_frames(clip, personal, holdout)
     if method == "warp":
         return warp_frames(clip, personal, holdout)
+    if method == "mouth":
+        if refiner is None:
+            raise ValueError("the mouth method needs a mouth refiner")
+        return mouth_frames(clip, personal, holdout, refiner)
     if method == "plainwarp":
         return plain_warp_frames(clip, personal, holdout)
     settings = FEED_FORWARD if method == "ff" else tune
@@ -194,7 +212,8 @@ def _pool_key(method: str, t: int) -> tuple[str, int | None]:
     return method, None if method == "still" else t
 
 
-def evaluate_clips(networks: Networks, clips: list[Clip], cfg: EvaluateConfig, out: Path) -> list[dict]:
+def evaluate_clips(networks: Networks, clips: list[Clip], cfg: EvaluateConfig, out: Path,
+                   refiner: MouthRefiner | None = None) -> list[dict]:
     """Run every method on every clip; returns the table rows (per-clip means; pooled metrics over all clips)."""
     per_clip: dict[tuple[str, int], list[dict]] = defaultdict(list)
     pooled = [name for name in cfg.metrics if METRICS[name].pooled]
@@ -214,7 +233,7 @@ def evaluate_clips(networks: Networks, clips: list[Clip], cfg: EvaluateConfig, o
                 if method in cache:
                     images, result = cache[method]
                 else:
-                    images = generate(networks, clip, method, personal, holdout, cfg.tune, cfg.progress)
+                    images = generate(networks, clip, method, personal, holdout, cfg.tune, cfg.progress, refiner)
                     result = score(images, real, driving, cfg.metrics, cfg.lpips_net)
                     for name in pooled:
                         features[(name, _pool_key(method, t))].append(METRICS[name].features(images))
@@ -260,13 +279,15 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     if not usable:
         raise UserError(f"no {cfg.split} clip in {cfg.data} has the {needed} frames that T = {max(cfg.shots)} and "
                         f"{cfg.holdout} hold-out frames need; lower --shots / --holdout")
+    refiner = load_mouth_refiner(cfg.mouth_refiner) if "mouth" in cfg.methods else None
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    rows = evaluate_clips(networks, usable, cfg, out)
+    rows = evaluate_clips(networks, usable, cfg, out, refiner)
     write_tables(out, rows)
     header = {
-        "model": str(cfg.model), "model_id": model_id(networks), "data": str(cfg.data), "split": cfg.split,
+        "model": str(cfg.model), "model_id": model_id(networks), "mouth_refiner": cfg.mouth_refiner,
+        "data": str(cfg.data), "split": cfg.split,
         "videos": len(usable), "holdout": cfg.holdout, "lpips_net": cfg.lpips_net,
         "steps": {t: cfg.tune.resolved_steps(t) for t in cfg.shots}, "tune": to_dict(cfg.tune),
         "total_time": time.time() - start, "timestamp": time.time(),
@@ -291,16 +312,9 @@ def load_clips(root: str | Path, split: str, resolution: int | None, max_videos:
     full = PreparedEpisodes(root, split=split)  # the same clips at the stored resolution, for the plain warp
     clips = []
     for video, entry in enumerate(episodes.clips[:max_videos]):
-        arrays = episodes._arrays(video)
-        points, pupils = arrays["points"].astype(np.float64), arrays.get("pupils")
+        points, pupils = episodes.points(video), episodes._arrays(video).get("pupils")
         frames = np.stack([episodes._frame(video, row) for row in range(len(points))])
         landmark_images = np.stack([draw_landmarks(p, resolution, None if pupils is None else pupils[i])
                                     for i, p in enumerate(points)])
-        clips.append(Clip(entry["clip"], frames, points, landmark_images, partial(_read_full, full, video)))
+        clips.append(Clip(entry["clip"], frames, points, landmark_images, partial(full.read, video)))
     return clips
-
-
-def _read_full(episodes: PreparedEpisodes, video: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Frames `rows` of clip `video` and their landmarks at the resolution `episodes` reads (the stored one)."""
-    points = episodes._arrays(video)["points"][rows].astype(np.float64)
-    return np.stack([episodes._frame(video, int(row)) for row in rows]), points

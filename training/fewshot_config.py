@@ -169,11 +169,14 @@ class EvaluateConfig:
     """Values of T: personalization frames, taken evenly from the first half of each clip."""
     holdout: int = 32
     """Hold-out frames per clip, taken evenly from the second half and never used for personalization."""
-    methods: tuple[Literal["still", "plainwarp", "warp", "ff", "ft"], ...] = METHODS
+    methods: tuple[Literal["still", "plainwarp", "warp", "mouth", "ff", "ft"], ...] = METHODS
     """still: the first personalization frame repeated; plainwarp: the nearest personalization frame warped onto the
     driver's landmarks by a plain piecewise-affine warp (landmarks and frame anchors only) at the dataset's own
-    resolution, the baseline every renderer is read against; warp: the same with head points that follow the skull,
-    at the model's resolution (the app's classical renderer); ff: feed-forward avatar; ft: fine-tuned avatar."""
+    resolution, the baseline every renderer is read against; warp: the app's classical renderer (head points that
+    follow the skull, the mouth of the nearest lips, the mouth fill) at the dataset's own resolution; mouth: that
+    warp with its mouth corrected by --mouth-refiner; ff: feed-forward avatar; ft: fine-tuned avatar."""
+    mouth_refiner: str | None = None
+    """A mouth refiner's folder (`heads train-mouth`), needed by the `mouth` method."""
     metrics: tuple[str, ...] = METRICS
     """Names from training/metrics/registry.py. FID is over all clips per method and T; the rest are per clip, then
     averaged."""
@@ -198,6 +201,8 @@ class EvaluateConfig:
         unknown = [m for m in self.metrics if m not in METRIC_REGISTRY]
         if unknown:
             raise ConfigError(f"unknown metrics: {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+        if "mouth" in self.methods and not self.mouth_refiner:
+            raise ConfigError("the mouth method needs --mouth-refiner FOLDER (written by `heads train-mouth`)")
 
 
 CROSS_METHODS = ("warp", "ff")

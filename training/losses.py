@@ -1,4 +1,5 @@
-"""The paper's losses: content (perceptual), adversarial with feature matching, embedding match, and hinge."""
+"""The paper's losses: content (perceptual), adversarial with feature matching, embedding match, and hinge; and the
+SSIM loss of the mouth refiner, which is trained on the very number it is judged by."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from training.config import LossConfig
+from training.metrics.ssim import RANGE, ssim_map
 
 
 def hinge_d(real: Tensor, fake: Tensor) -> Tensor:
@@ -30,6 +32,14 @@ def match(w: Tensor, e: Tensor, to_embedder: bool = True) -> Tensor:
     to_embedder=False stops its gradient into ê: only W_i moves (LossConfig.match_to_embedder says why).
     """
     return F.l1_loss(w, e if to_embedder else e.detach())
+
+
+def ssim_loss(fake: Tensor, real: Tensor) -> Tensor:
+    """1 − SSIM of (B, 3, H, W) images in [-1, 1], averaged over the batch: `heads evaluate`'s SSIM (its window and
+    constants, on grey levels 0–255) in the images' float type, so the loss is the metric itself."""
+    scale = RANGE / 2.0
+    x, y = ((v + 1.0) * scale for v in (fake, real))
+    return 1.0 - ssim_map(x.flatten(0, 1)[:, None], y.flatten(0, 1)[:, None]).mean()
 
 
 class ContentLoss(nn.Module):

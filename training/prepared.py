@@ -178,6 +178,16 @@ class PreparedEpisodes(torch.utils.data.Dataset):
         path = self.root / "clips" / self.clips[video]["clip"] / f"{row:05d}.jpg"
         return self.maker.frame(cv2.imread(str(path), cv2.IMREAD_COLOR), path)
 
+    def points(self, video: int) -> np.ndarray:
+        """(F, 68, 2) float64: every frame's landmarks of clip `video`, in pixels at R."""
+        return self._arrays(video)["points"].astype(np.float64)
+
+    def read(self, video: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Frames `rows` of clip `video`, (K, R, R, 3) uint8 RGB, and their (K, 68, 2) landmarks: the frames a
+        caller needs, read on demand (a clip held whole at 256 px takes 50 MB)."""
+        rows = np.asarray(rows, int)
+        return np.stack([self._frame(video, int(row)) for row in rows]), self.points(video)[rows]
+
     def __getitem__(self, n: int) -> dict:
         video = n % self.num_videos
         arrays = self._arrays(video)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from training.metrics.regions import landmark_box
+from faces.regions import landmark_box
 
 FACE_MARGIN = 0.1  # of the landmark box's larger side, on each side
 

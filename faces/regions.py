@@ -1,10 +1,13 @@
-"""Face regions placed by landmarks, for the metrics that look at one part of the frame (sharpness on the face,
-SSIM on the mouth). Boxes come from the *real* frame's landmarks and are applied to the real and the generated frame
-alike, so both are judged on the same pixels whatever the generator drew there."""
+"""Face regions placed by landmarks: for the metrics that look at one part of the frame (sharpness on the face, SSIM
+on the mouth), whose boxes come from the *real* frame's landmarks and cut the real and the generated frame alike, and
+for the mouth refiner, which works on the very box that mouth SSIM judges (faces.mouth_crop)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+MOUTH = slice(48, 68)  # outer and inner lips
+MOUTH_MARGIN = 0.25  # of the lips' larger extent, on each side
 
 
 def landmark_box(points: np.ndarray, margin: float, shape: tuple[int, int], square: bool = False,
@@ -29,3 +32,9 @@ def landmark_box(points: np.ndarray, margin: float, shape: tuple[int, int], squa
         box.append((first, first + side))
     (x0, x1), (y0, y1) = box
     return x0, y0, x1, y1
+
+
+def mouth_box(points: np.ndarray, shape: tuple[int, int], min_side: int = 1) -> tuple[int, int, int, int]:
+    """(68, 2) landmarks -> the mouth's box in an image of `shape` (H, W): a square about the outer and inner lips,
+    its side 1.5 times their larger extent (MOUTH_MARGIN on each side), at least `min_side` pixels."""
+    return landmark_box(np.asarray(points)[MOUTH], MOUTH_MARGIN, shape, square=True, min_side=min_side)
