@@ -57,7 +57,7 @@ class LiveConfig(Controls):
     box: tuple[float, float, float, float] | None = None
     """For one photo where no face is detected (a painting, a drawing): the face box x0 y0 x1 y1 in pixels."""
     renderer: Renderer = "auto"
-    """As `heads animate --renderer`: auto, neural or warp (instant personalization; no fine-tuning live)."""
+    """As `heads animate --renderer`: auto, neural, mouth or warp (instant personalization; no fine-tuning live)."""
     output: Literal["photo", "face"] = "photo"
     """photo: the whole photo, shrunk to --max-side; face: the face crop alone, --resolution px square."""
     resolution: int = 256

@@ -73,6 +73,11 @@ def _cases(cfg: AnimateBenchConfig, work: Path):
             yield name, Pipeline(device="cpu"), replace(base, renderer="warp", output="photo")
         elif kind == "warp" and len(rest) == 1:
             yield name, Pipeline(device="cpu"), replace(base, renderer="warp", resolution=int(rest[0]))
+        elif kind == "mouth" and len(rest) == 1:
+            pipeline = Pipeline(cfg.weights, device="cpu")
+            if pipeline.mouth is None:
+                raise UserError(f"{name}: the model folder holds no mouth graph (heads export --mouth-refiner)")
+            yield name, pipeline, replace(base, renderer="mouth", weights=cfg.weights, resolution=int(rest[0]))
         elif kind == "neural" and len(rest) == 2:
             weights = cfg.weights or str(_random_model(rest[0], int(rest[1]), work / name))
             pipeline = Pipeline(weights, device="cpu")
@@ -80,7 +85,7 @@ def _cases(cfg: AnimateBenchConfig, work: Path):
                 yield f"{name}-{precision}", pipeline, replace(base, renderer="neural", weights=weights,
                                                                precision=precision)
         else:
-            raise UserError(f"unknown case {name!r}: use warp-photo, warp-R or neural-PRESET-R")
+            raise UserError(f"unknown case {name!r}: use warp-photo, warp-R, mouth-R or neural-PRESET-R")
 
 
 def _resident_mb() -> float:

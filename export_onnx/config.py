@@ -100,7 +100,8 @@ class AnimateBenchConfig:
     """Frames of the clip to animate per case."""
     renderers: tuple[str, ...] = ("warp-photo", "warp-512", "neural-compact-128", "neural-compact256-256")
     """warp-photo: the app's default, the whole photo with the face warped at the photo's own resolution; warp-R: the
-    warp renderer's face crop at R px; neural-PRESET-R: that preset's face crop at R px (random weights, exported to
+    warp renderer's face crop at R px; mouth-R: the same with the mouth refiner (the --weights folder's mouth graph,
+    by default the embedded one's); neural-PRESET-R: that preset's face crop at R px (random weights, exported to
     ONNX, when no trained model is given with --weights)."""
     weights: str | None = None
     """A model folder made by `heads export` to time instead of random weights."""

@@ -176,3 +176,22 @@ def test_the_mouth_method_asks_for_its_refiner():
 
     with pytest.raises(ConfigError, match="--mouth-refiner"):
         EvaluateConfig(model="m", data="d", methods=("warp", "mouth"))
+
+
+def test_the_cross_identity_mode_runs_the_refiner_over_the_warp():
+    """`heads evaluate-cross --methods mouth`: the photo's warp with its mouth corrected; an untrained refiner
+    gives the warp's frames back, a trained one changes them only about the mouth."""
+    from training.data import SyntheticEpisodes, to_uint8
+    from training.evaluate_cross import Target, animate
+
+    episode = SyntheticEpisodes(1, 64, 3, seed=5)[0]
+    frames, points = to_uint8(episode["frames"]), episode["points"].double().numpy()
+    target = Target("p", "photo", "x", frames[0], points[0])
+    warp = animate("warp", None, target, points[1:])
+    np.testing.assert_array_equal(animate("mouth", None, target, points[1:], MouthRefiner().eval()), warp)
+    refined = animate("mouth", None, target, points[1:], _trained())
+    for image, plain, p in zip(refined, warp, points[1:], strict=True):
+        x0, y0, x1, y1 = MouthCrop.at(p, plain.shape).box
+        outside = np.ones(plain.shape[:2], bool)
+        outside[y0:y1, x0:x1] = False
+        assert np.array_equal(image[outside], plain[outside])

@@ -37,13 +37,15 @@ from faces.landmark_image import draw_landmarks
 from faces.motion import MotionConfig, mouth_opening, retarget
 from faces.source_faces import crops, load_faces
 from faces.warp import MultiSourceWarp
-from training.evaluate import Clip, load_clips
+from training.evaluate import LABELS, Clip, load_clips
 from training.fewshot_config import FEED_FORWARD, CrossEvaluateConfig
 from training.finetune import load_networks, personalize, render
 from training.metrics.akd import detect_landmarks
 from training.metrics.csim import cosine, dlib_embeddings
 from training.metrics.motion import opening_correlation
 from training.models import Networks
+from training.mouth_refiner import MouthRefiner, refine
+from training.mouth_refiner import load as load_mouth_refiner
 from training.phases import resolve_device
 
 KINDS = {"photo": "photos", "painting": "paintings"}  # target kind -> the table's row label
@@ -111,11 +113,15 @@ def assign(drivers: list[Clip], entries: dict[str, dict], targets: list[Target])
     return out
 
 
-def animate(method: str, networks: Networks | None, target: Target, points: np.ndarray) -> np.ndarray:
+def animate(method: str, networks: Networks | None, target: Target, points: np.ndarray,
+            refiner: MouthRefiner | None = None) -> np.ndarray:
     """(N, 68, 2) retargeted landmarks -> (N, R, R, 3) uint8 frames of `target` by `method`."""
     warp = MultiSourceWarp([target.frame], target.points[None])
     if method == "warp":
         return np.stack([warp.image(p) for p in points])
+    if method == "mouth":
+        assert refiner is not None
+        return np.stack([refine(refiner, warp.image(p), p) for p in points])
     assert networks is not None
     size = target.frame.shape[0]
     avatar = personalize(networks, target.frame[None], draw_landmarks(target.points, size)[None], FEED_FORWARD,
@@ -173,6 +179,7 @@ def evaluate_cross(cfg: CrossEvaluateConfig) -> Path:
     """The whole cross-identity run; returns the output folder."""
     start = time.time()
     networks = load_networks(cfg.model, resolve_device(cfg.device)) if cfg.model else None
+    refiner = load_mouth_refiner(cfg.mouth_refiner) if "mouth" in cfg.methods else None
     methods = [m for m in cfg.methods if m != "ff" or networks is not None]
     notes = [] if methods == list(cfg.methods) else ["FF left out: no --model given."]
     # The warp alone is judged at the prepared crops' own resolution (the photo's pixels, as the app warps them);
@@ -210,7 +217,7 @@ def evaluate_cross(cfg: CrossEvaluateConfig) -> Path:
             points = retarget(driver.points, target.points, motion)[picks]
             outputs = {}
             for method in methods:
-                outputs[method] = animate(method, networks, target, points)
+                outputs[method] = animate(method, networks, target, points, refiner)
                 r = measure(outputs[method], photo, driver_embeddings[driver.name], driver.points[picks])
                 results[(method, target.kind)].append(r)
                 log.write(json.dumps({"driver": driver.name, "target": target.name, "kind": target.kind,
@@ -224,7 +231,7 @@ def evaluate_cross(cfg: CrossEvaluateConfig) -> Path:
         for kind, label in KINDS.items():
             found = results[(method, kind)]
             if found:
-                row = {"method": "FF" if method == "ff" else method, "target": label, "pairs": len(found)}
+                row = {"method": LABELS[method], "target": label, "pairs": len(found)}
                 row.update({key: _mean([r[key] for r in found]) for key in found[0]})
                 table.append(row)
     spans = [r["driver_mouth_span"] for kind in KINDS for r in results[(methods[0], kind)]]  # one per pair

@@ -221,9 +221,11 @@ class CrossEvaluateConfig:
     media: str = "../shared/media"
     """The public media folder: the files its MANIFEST.tsv marks as `painting` are driven too (none when absent)."""
     split: str = "test"
-    methods: tuple[Literal["warp", "ff"], ...] = CROSS_METHODS
-    """warp: the photo warped onto the retargeted landmarks (faces.warp, with head points); ff: feed-forward avatar
-    of the photo (needs --model)."""
+    methods: tuple[Literal["warp", "mouth", "ff"], ...] = CROSS_METHODS
+    """warp: the photo warped onto the retargeted landmarks (faces.warp, with head points); mouth: that warp with its
+    mouth corrected by --mouth-refiner; ff: feed-forward avatar of the photo (needs --model)."""
+    mouth_refiner: str | None = None
+    """A mouth refiner's folder (`heads train-mouth`), needed by the `mouth` method."""
     frames: int = 32
     """Driving frames per pair, evenly spaced over the driver clip."""
     min_frames: int = 64
@@ -247,6 +249,8 @@ class CrossEvaluateConfig:
             raise ConfigError(f"min_frames must be >= frames ({self.frames})")
         if not self.methods:
             raise ConfigError(f"choose at least one method of {', '.join(CROSS_METHODS)}")
+        if "mouth" in self.methods and not self.mouth_refiner:
+            raise ConfigError("the mouth method needs --mouth-refiner FOLDER (written by `heads train-mouth`)")
         if self.resolution is not None and self.resolution < 32:
             raise ConfigError("resolution must be >= 32")
 
