@@ -39,10 +39,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from faces.motion import mouth_opening  # noqa: E402
-from faces.regions import landmark_box  # noqa: E402
+from faces.regions import MOUTH, MOUTH_MARGIN, landmark_box  # noqa: E402
 from faces.warp import MultiSourceWarp, mouth_distances  # noqa: E402
 from training.evaluate import load_clips, split_frames  # noqa: E402
-from training.metrics.mouth_ssim import MOUTH, MOUTH_MARGIN, mouth_ssim  # noqa: E402
+from training.metrics.mouth_ssim import mouth_ssim  # noqa: E402
 from training.metrics.sharpness import sharpness  # noqa: E402
 from training.metrics.ssim import K1, K2, WINDOW, _window, ssim  # noqa: E402
 
@@ -117,7 +117,7 @@ def samples(data: str, split: str, shots: tuple[int, ...], per_clip: int | None,
 def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) in [-1, 1] -> (B,) SSIM with the metric's window and constants, differentiable."""
     a, b = (a + 1) * 127.5, (b + 1) * 127.5
-    g = _window().float()  # the metric's own window
+    g = _window(torch.float32)  # the metric's own window
 
     def blur(x):
         c = x.shape[1]
