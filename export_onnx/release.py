@@ -78,8 +78,8 @@ def _variants(
 
 def export(cfg: ExportConfig) -> dict:
     """Write the graphs and config.json into `cfg.out`; returns what config.json holds."""
-    if not cfg.generic and cfg.avatar is None:
-        raise UserError("nothing to export: pass --avatar DIR, or leave --generic on")
+    if not cfg.generic and cfg.avatar is None and cfg.mouth_refiner is None:
+        raise UserError("nothing to export: pass --avatar DIR or --mouth-refiner DIR, or leave --generic on")
     nets, avatar = _load(cfg)
     mid = model_id(nets)
     try:
@@ -98,7 +98,8 @@ def export(cfg: ExportConfig) -> dict:
     # Hub, other people), where the exporting machine's paths would mean nothing and tell too much.
     provenance = f"heads export of {_name(cfg.model)} (model {mid}), torch {torch.__version__}, opset {OPSET}"
     out = cfg.out
-    graphs: dict[str, dict] = {}
+    previous = _previous(out, mid)
+    graphs = previous.get("graphs", {})
     if cfg.generic:
         meta = {"model_id": mid, "provenance": provenance}
         parity = export_embedder(nets.E, out / "embedder.onnx", meta, cfg.tolerance)
@@ -115,7 +116,7 @@ def export(cfg: ExportConfig) -> dict:
         parity = export_personalized(tuned, avatar.psi, out / "personalized.onnx", meta, cfg.tolerance)
         graphs["personalized"] = _variants(cfg, "personalized", out / "personalized.onnx", *inputs["personalized"])
         graphs["personalized"]["fp32"]["parity_max_abs"] = parity
-    mouth = None
+    mouth = previous.get("mouth_refiner") if "mouth" in graphs else None
     if cfg.mouth_refiner is not None:
         refiner = load_mouth_refiner(cfg.mouth_refiner)
         meta = {"model_id": mid, "provenance": f"{provenance}; mouth refiner {_name(cfg.mouth_refiner)}"}
@@ -124,19 +125,23 @@ def export(cfg: ExportConfig) -> dict:
         one = {name: np.zeros((1, *input_shape(name, graph.resolution, 0)), np.float32) for name in graph.input_names}
         graphs["mouth"] = {"fp32": {"file": "mouth.onnx", "parity_max_abs": parity,
                                     "cpu_ms_per_frame": 1e3 * seconds_per_call(lambda: graph(**one))}}
-        mouth = {"folder": _name(cfg.mouth_refiner), **read_config(cfg.mouth_refiner)}
+        trained = read_config(cfg.mouth_refiner)
+        training = {k: v for k, v in trained.get("training", {}).items() if k not in ("data", "out", "progress")}
+        if "data" in trained.get("training", {}):
+            training["data"] = Path(trained["training"]["data"]).name  # by name: no machine's paths travel
+        mouth = {"folder": _name(cfg.mouth_refiner), "model": trained["model"], "training": training}
     manifest = {
         "format": FORMAT_VERSION,
         "model_id": mid,
         "model": to_dict(nets.cfg),
         "palette": PALETTE_VERSION,
-        "avatar": avatar.info if avatar is not None else None,
+        "avatar": avatar.info if avatar is not None else previous.get("avatar") if "personalized" in graphs else None,
         "provenance": provenance,
         "machine": platform.processor() or platform.machine(),
         "calibration": {  # what int8 was calibrated and scored on
             "images": cfg.calibration,
             "source": _name(cfg.calibration_data) if cfg.calibration_data else "synthetic faces",
-        },
+        } if kinds or "calibration" not in previous else previous["calibration"],
         "graphs": graphs,
         "mouth_refiner": mouth,
         "default": stored(cfg.evaluation, mid, out),
@@ -144,6 +149,22 @@ def export(cfg: ExportConfig) -> dict:
     (out / "config.json").write_text(json.dumps(manifest, indent=2) + "\n")
     _print(out, graphs)
     return manifest
+
+
+def _previous(out: Path, mid: str) -> dict:
+    """What an earlier export of the same model left in `out`: its config.json with only the graphs whose files are
+    still there ({} for none, or another model's). A run that writes some graphs (say --no-generic --mouth-refiner,
+    adding the mouth refiner) keeps the others, and how their int8 was calibrated, rather than exporting them anew
+    or forgetting them."""
+    try:
+        manifest = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if manifest.get("model_id") != mid:
+        return {}
+    graphs = {kind: variants for kind, variants in manifest.get("graphs", {}).items()
+              if all((out / row["file"]).is_file() for row in variants.values())}
+    return {**manifest, "graphs": graphs}
 
 
 def _name(folder: Path) -> str:

@@ -123,6 +123,7 @@ def test_train_evaluate_export_and_animate(media, tmp_path):
     from faces.prepare import prepare
     from heads.cli import main
     from training.config import ModelConfig
+    from training.checkpoint import read_config
     from training.models import Networks
     from training.mouth_refiner import load
 
@@ -150,8 +151,16 @@ def test_train_evaluate_export_and_animate(media, tmp_path):
     model = _trained()
     from training.mouth_refiner import save
 
-    save(model, tmp_path / "mouth", {"note": "weights set by the test"})
-    export(ExportConfig(model=tmp_path / "m", out=tmp_path / "onnx", variants=(), mouth_refiner=tmp_path / "mouth"))
+    save(model, tmp_path / "mouth", read_config(tmp_path / "mouth")["training"])  # as trained, other weights
+    export(ExportConfig(model=tmp_path / "m", out=tmp_path / "onnx", variants=()))
+    made = (tmp_path / "onnx" / "generator.onnx").stat().st_mtime_ns
+    # Adding the refiner to the exported folder keeps its graphs as they are, and lists them again.
+    manifest = export(ExportConfig(model=tmp_path / "m", out=tmp_path / "onnx", generic=False, variants=(),
+                                   mouth_refiner=tmp_path / "mouth"))
+    assert set(manifest["graphs"]) == {"embedder", "generator", "mouth"}
+    assert (tmp_path / "onnx" / "generator.onnx").stat().st_mtime_ns == made
+    assert manifest["mouth_refiner"]["training"]["data"] == "train"  # the folder's name, not the machine's path
+    assert manifest["graphs"]["mouth"]["fp32"]["parity_max_abs"] < 1e-4
     config = AnimateConfig(driving=str(media / CLIPS[0]), source=(str(media / CLIPS[1].replace(".mp4", ".jpg")),),
                            out=str(tmp_path / "o.mp4"), renderer="mouth", limits=LimitsConfig(max_frames=2),
                            progress=False)
