@@ -122,8 +122,8 @@ def test_train_evaluate_export_and_animate(media, tmp_path):
     from faces.config import CropConfig, LimitsConfig, PrepareConfig
     from faces.prepare import prepare
     from heads.cli import main
-    from training.config import ModelConfig
     from training.checkpoint import read_config
+    from training.config import ModelConfig
     from training.models import Networks
     from training.mouth_refiner import load
 
