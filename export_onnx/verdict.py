@@ -89,13 +89,20 @@ def verdict(folder: Path) -> dict:
     passing = {renderer: result for renderer, result in judged.items() if not result["failures"]}
     if not passing:
         reason = "no learned renderer beats the warp on the test split: " + "; ".join(
-            f"{NAMES[renderer]}: {', '.join(result['failures'])}" for renderer, result in judged.items())
+            f"{NAMES[renderer]}: {_first(result['failures'])}" for renderer, result in judged.items())
         return {"renderer": "warp", "reason": reason, "shots": sorted({t for r in judged.values() for t in r["shots"]}),
                 "comparison": comparison}
     best = max(passing, key=lambda renderer: passing[renderer]["least_gain"])
     shots = passing[best]["shots"]
     reason = f"{NAMES[best]} beats the warp on the test split at T = {', '.join(map(str, shots))}"
     return {"renderer": best, "reason": reason, "shots": shots, "comparison": comparison}
+
+
+def _first(failures: list[str], shown: int = 2) -> str:
+    """The first failures of a candidate, and how many more: the reason is one line that a notice shows (the
+    comparison stored beside it has them all)."""
+    more = len(failures) - shown
+    return ", ".join(failures[:shown]) + (f" (and {more} more)" if more > 0 else "")
 
 
 def _judge(per_video: list[dict], table: list[dict], label: str, shots: list[int]) -> dict:

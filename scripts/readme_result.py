@@ -1,7 +1,9 @@
 """Make the README's result image: the project's drawn portrait animated by a driving clip, rendered three ways.
 
-The grid has one column per sampled time step and four rows: the adapted landmarks the renderers are driven by, the
-still source (what doing nothing looks like), the classical warp, and the shipped neural model in feed-forward mode.
+The grid has one column per sampled time step (one of them the moment the mouth opens widest) and a row each for the
+adapted landmarks the renderers are driven by, the still source (what doing nothing looks like), the classical warp,
+the warp with its mouth corrected by the mouth refiner (where the model folder has one), and the shipped neural
+model in feed-forward mode.
 Everything goes through `demo.pipeline.Pipeline` with the app's default settings (relative motion with landmark
 adaptation, neutral reference, the default smoothing and precision), so the image shows what the app would give, and
 the script can be rerun from the command line whenever the model in weights/ changes:
@@ -30,9 +32,11 @@ from demo.example_media import DRIVING, PORTRAIT
 from demo.pipeline import Pipeline, Result
 from faces.config import LimitsConfig
 from faces.landmark_image import draw_landmarks
+from faces.motion import mouth_opening
 
 ROOT = Path(__file__).resolve().parents[1]
-ROWS = ("adapted\nlandmarks", "still\n(source)", "classical\nwarp", "neural FF\n(shipped)")
+LABELS = {"warp": "classical\nwarp", "mouth": "warp +\nlearned\nmouth", "neural": "neural FF\n(shipped)"}
+ROWS = ("adapted\nlandmarks", "still\n(source)")  # then one row per renderer of LABELS the model folder has
 LABEL_WIDTH = 84  # px of the label column on the left
 HEADER = 18  # px of the time-stamp strip on top
 FONT, FONT_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.4
@@ -146,20 +150,24 @@ def main(argv: list[str] | None = None) -> np.ndarray:
         base = AnimateConfig(driving=str(args.driving), source=(str(PORTRAIT),), weights=args.weights, output="face",
                              limits=LimitsConfig(max_frames=args.max_frames), progress=False)
         recorders = {}
-        for renderer in ("warp", "neural"):
+        renderers = [r for r in LABELS if r != "mouth" or pipeline.mouth is not None]
+        for renderer in renderers:
             config = replace(base, renderer=renderer, out=str(Path(tmp) / f"{renderer}.mp4"))
             recorders[renderer], result = animate(pipeline, config, args.tile)
             print(f"{result.renderer}: {result.frames} frames; {result.identity}")
     warp, neural = recorders["warp"], recorders["neural"]
     picks = np.linspace(0, len(neural.faces) - 1, min(args.frames, len(neural.faces))).round().astype(int)
+    widest = int(np.argmax(mouth_opening(np.asarray(neural.targets))))  # the open-mouth moment is always shown
+    if widest not in picks:
+        picks[np.argmin(np.abs(picks - widest))] = widest
     still = fit_height(neural.sources.frames[0], args.tile)
     rows = [
         [fit_height(draw_landmarks(neural.targets[i], neural.resolution), args.tile) for i in picks],
         [still] * len(picks),
-        [warp.faces[i] for i in picks],
-        [neural.faces[i] for i in picks],
+        *([recorders[r].faces[i] for i in picks] for r in renderers),
     ]
-    image = grid(rows, ROWS, [f"t = {i / result.fps:.2f} s" for i in picks], args.tile)
+    names = (*ROWS, *(LABELS[r] for r in renderers))
+    image = grid(rows, names, [f"t = {i / result.fps:.2f} s" for i in picks], args.tile)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), image[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
     print(f"wrote {args.out} ({image.shape[1]}x{image.shape[0]} px, {args.out.stat().st_size // 1024} KB)")
