@@ -44,16 +44,18 @@ def browser_binaries() -> None:
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     """A tiny random model exported for the app (its neural path and avatar download), with the PyTorch model in
-    torch/ so that fine-tuning is offered too."""
+    torch/ so that fine-tuning is offered too, and an (untrained) mouth refiner so that its renderer is offered."""
     pytest.importorskip("torch")
     from export_onnx.config import ExportConfig
     from export_onnx.release import export
     from training.config import ModelConfig
     from training.models import Networks
+    from training.mouth_refiner import MouthRefiner, save
 
     folder = tmp_path_factory.mktemp("weights")
     Networks.build(ModelConfig.tiny()).save_pretrained(folder / "torch")
-    export(ExportConfig(model=folder / "torch", out=folder, variants=()))
+    save(MouthRefiner(), folder / "mouth-refiner")
+    export(ExportConfig(model=folder / "torch", out=folder, variants=(), mouth_refiner=folder / "mouth-refiner"))
     return folder
 
 
@@ -195,6 +197,13 @@ def test_app_animates_and_survives_bad_uploads(server, browser, media, tmp_path)
     assert "Identity" in notes and "neural, feed-forward" in notes
     assert ".onnx" in browser.find_element("id", "avatar-out").text  # the avatar download is offered
     browser.save_screenshot(str(tmp_path / "neural.png"))
+
+    # With a mouth refiner in the weights, its renderer is offered and animates the whole photo.
+    _submit(browser, url, log, photo, clip, choice="Warp + learned mouth")
+    _wait(lambda: "mouth refiner" in browser.find_element("id", "notes").text, TIMEOUT, "the refined result",
+          browser, log)
+    state = _playing(browser, log)
+    assert state["error"] is None and state["duration"] > 0 and state["width"] == 720, state
 
     _submit(browser, url, log, photo, clip, choice="Classical warp")
     _wait(lambda: "warp of 1 photo" in browser.find_element("id", "notes").text, TIMEOUT, "the warp result",
