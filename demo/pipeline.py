@@ -191,7 +191,12 @@ class Pipeline:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="heads-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.torch_model = tuning.torch_model(self.model.path if self.model else None, torch_model)
-        self.mouth = self.model.mouth(self.settings) if self.model is not None else None
+        # The mouth refiner is an optional part of the folder: a damaged graph leaves the rest usable, and says so.
+        try:
+            self.mouth = self.model.mouth(self.settings) if self.model is not None else None
+            self.mouth_problem = None if self.mouth is not None else "the model folder has no mouth graph"
+        except UserError as error:
+            self.mouth, self.mouth_problem = None, str(error)
         self._cache: OrderedDict[tuple, Persona] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -270,8 +275,8 @@ class Pipeline:
                            "is used.")
             renderer = "warp"
         if renderer == "mouth" and self.mouth is None:
-            notices.append("No mouth refiner is installed (the model folder has no mouth graph), so the classical "
-                           "warp renderer is used.")
+            notices.append(f"No mouth refiner is installed ({self.mouth_problem}), so the classical warp renderer "
+                           "is used.")
             renderer = "warp"
         if renderer == "neural" and config.finetune_steps and not self.can_finetune:
             raise InputError("Fine-tuning needs torch and the PyTorch model (see docs/app.md); choose Instant.")

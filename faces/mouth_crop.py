@@ -47,8 +47,8 @@ class MouthCrop:
 
     def masks(self, points: np.ndarray) -> np.ndarray:
         """(2, CROP, CROP) float32 in [0, 1], anti-aliased: inside the target's inner lips, inside its outer lips."""
-        x0, y0 = self.box[:2]
-        scale = CROP / self.side
+        x0, y0, x1, y1 = self.box
+        scale = np.array([CROP / (x1 - x0), CROP / (y1 - y0)])  # the box is square unless the image is too small
         out = np.zeros((2, CROP, CROP), np.uint8)
         for k, part in enumerate(LIPS):
             # pixel-centre coordinates: pixel i covers [i - 0.5, i + 0.5) in the image and in the crop alike

@@ -204,3 +204,30 @@ def test_the_cross_identity_mode_runs_the_refiner_over_the_warp():
         outside = np.ones(plain.shape[:2], bool)
         outside[y0:y1, x0:x1] = False
         assert np.array_equal(image[outside], plain[outside])
+
+
+def test_a_damaged_mouth_graph_leaves_the_rest_of_the_model_usable(tmp_path):
+    """The refiner is an optional part of a model folder: a broken mouth.onnx is reported, not fatal."""
+    import shutil
+    from pathlib import Path
+
+    from demo.pipeline import Pipeline
+
+    weights = Path(__file__).resolve().parents[1] / "weights"
+    shutil.copy(weights / "config.json", tmp_path / "config.json")
+    (tmp_path / "mouth.onnx").write_text("not a graph\n")
+    pipeline = Pipeline(weights=str(tmp_path), device="cpu")
+    assert pipeline.model is not None and pipeline.mouth is None
+    assert "mouth.onnx" in pipeline.mouth_problem
+
+
+def test_masks_follow_a_box_cut_short_by_a_small_image():
+    """A box wider than the image is clipped to it (no longer square): the masks still land on the lips."""
+    points = _mouth(0.3) - [0.0, 26.0]  # lips about 14 x 7 px about (30, 10); their 23-px box cannot fit 20 rows
+    where = MouthCrop.at(points, (20, 80))
+    x0, y0, x1, y1 = where.box
+    assert y1 - y0 == 20 and x1 - x0 > 20
+    outer = where.masks(points)[1]
+    ys, xs = np.nonzero(outer > 0.5)
+    centre = (points[48:60].mean(0) - [x0, y0]) * [CROP / (x1 - x0), CROP / (y1 - y0)]
+    assert len(ys) and abs(xs.mean() - centre[0]) < 2 and abs(ys.mean() - centre[1]) < 2
