@@ -197,6 +197,20 @@ class Editor:
         return str(edited.image)
 
 
+def _best_measured(pipeline: Pipeline) -> tuple[str, str]:
+    """What `auto` picks, by the number of photos ("mouth with 1-2 photos, warp with 3-32 photos"), and the
+    sentence the Renderer setting shows under it (why, where one renderer is best for any number of photos)."""
+    if pipeline.model is None:
+        return "warp", "Best measured: warp, because no neural model is installed."
+    runs = pipeline.model.defaults()
+    if len(runs) == 1:
+        best, why = pipeline.model.default()
+        return best, f"Best measured: {best}, because {why}."
+    best = ", ".join(f"{renderer} with {first}{'' if first == last else f'-{last}'} photo{'s' * (last > 1)}"
+                     for first, last, renderer in runs)
+    return best, f"Best measured on the test split: {best} (the notes say why once the photos are given)."
+
+
 class Live:
     """The Live tab's stream handler: each webcam frame the browser sends -> the portrait moved as the face in it
     moved since the stream's first frame (`demo.live`). Gradio runs one job per browser session and hands it the
@@ -251,7 +265,6 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
     pipeline of their own; importing this module builds nothing."""
     limits = limits or LimitsConfig.from_env()
     pipeline = pipeline or Pipeline(workdir=OUTPUTS / "work")
-    neural = pipeline.model is not None
     with gr.Blocks(title="Few-shot talking heads", delete_cache=(KEEP_SECONDS, KEEP_SECONDS)) as app:
         gr.Markdown(
             "# Few-shot talking heads\n"
@@ -283,13 +296,14 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
                     avatar_out = gr.File(label="Avatar", interactive=False, visible=False, elem_id="avatar-out")
             with gr.Accordion("Settings", open=True):
                 with gr.Row():
-                    # auto: what the model's own evaluation found best (demo.renderers.ModelFolder.default), said why.
-                    best, why = pipeline.model.default if neural else ("warp", "no neural model is installed")
+                    # auto: what the model's own evaluation found best for the number of photos given
+                    # (demo.renderers.ModelFolder.default); the notes say why once photos are given.
+                    best, why = _best_measured(pipeline)
                     renderer = gr.Radio(
                         [(f"Best measured ({best})", "auto"), ("Neural generator", "neural"),
                          *([("Warp + learned mouth", "mouth")] if pipeline.mouth is not None else []),
                          ("Classical warp (instant)", "warp")],
-                        value="auto", label="Renderer", info=f"Best measured: {best}, because {why}.",
+                        value="auto", label="Renderer", info=why,
                     )
                     personalization = gr.Radio(
                         [("Instant (feed-forward)", "instant"),

@@ -268,7 +268,8 @@ class Pipeline:
         if renderer == "auto" and config.finetune_steps:
             renderer = "neural"  # fine-tuning is asked of the neural renderer alone
         elif renderer == "auto":
-            renderer, why = self.model.default if self.model is not None else ("warp", "no neural model is installed")
+            renderer, why = (self.model.default(len(faces)) if self.model is not None
+                             else ("warp", "no neural model is installed"))
             notices.append(f"Renderer: {renderer}, because {why}.")
         if renderer == "neural" and self.model is None:
             notices.append(f"No neural model is installed ({self.model_problem}), so the classical warp renderer "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,11 @@ import onnxruntime as ort
 
 from base.errors import InputError
 from demo.engine import ACCELERATED, Engine, OnnxModel, SessionSettings, to_network
+from faces.config import MAX_SHOTS
 from faces.crop import CropTransform
 from faces.guide import pack_guide, refine_region
 from faces.landmark_image import draw_landmarks
-from faces.mouth_crop import MouthCrop
+from faces.mouth_crop import correct_mouths
 from faces.source_faces import Crops
 from faces.warp import MultiSourceWarp
 
@@ -88,13 +90,11 @@ class MouthRenderer(WarpRenderer):
         self.refiner = refiner
 
     def render(self, targets: np.ndarray, irises: np.ndarray | None = None) -> np.ndarray:
-        frames = super().render(targets, irises)
-        where = [MouthCrop.at(t, frames.shape[1:]) for t in targets]
-        crops = np.stack([w.cut(f) for w, f in zip(where, frames, strict=True)])
-        mouths = to_network(crops, 3, self.refiner.resolution)
-        lips = np.stack([w.masks(t) for w, t in zip(where, targets, strict=True)])
-        corrections = self.refiner(mouth=mouths, lips=lips).transpose(0, 2, 3, 1) * 127.5
-        return np.stack([w.add(f, c) for w, f, c in zip(where, frames, corrections, strict=True)])
+        def correct(crops: np.ndarray, lips: np.ndarray) -> np.ndarray:
+            mouths = to_network(crops, 3, self.refiner.resolution)
+            return self.refiner(mouth=mouths, lips=lips).transpose(0, 2, 3, 1) * 127.5
+
+        return correct_mouths(super().render(targets, irises), targets, correct)
 
 
 class NeuralRenderer:
@@ -175,16 +175,35 @@ class ModelFolder:
     def resolution(self) -> int:
         return int(self.manifest["model"]["resolution"])
 
-    @property
-    def default(self) -> tuple[str, str]:
-        """The renderer `auto` means for this model, and why in one line (stored by `heads export`, which decides
-        it from the model's evaluation: export_onnx/verdict.py)."""
+    def default(self, photos: int | None = None) -> tuple[str, str]:
+        """The renderer `auto` means for this model with `photos` photos of the person, and why in one line (stored
+        by `heads export`, which decides it from the model's evaluation: export_onnx/verdict.py). The evaluation
+        judges each T of its table alone too (`by_shots`): `photos` follows the row of the nearest T on a log scale
+        (1-2 photos the T = 1 row, 3 or more the T = 8 row of a 1-and-8 table), ties to the larger T; without a
+        count, or in a folder exported before rows were judged alone, the verdict over every T."""
         stored = self.manifest.get("default") or {}
+        rows = stored.get("by_shots") or {}
+        shown = ""
+        if photos and rows:
+            t = min(rows, key=lambda t: (abs(math.log(int(t) / photos)), -int(t)))
+            stored, shown = rows[t], f" (the T = {t} row, nearest to {photos} photo{'s' * (photos > 1)})"
         if stored.get("renderer") not in ("neural", "mouth", "warp"):
             return "warp", "the model folder says nothing of how its renderer measured against the warp"
         if stored["renderer"] == "mouth" and "mouth" not in self.manifest["graphs"]:
             return "warp", "the model folder names the mouth refiner best but holds no mouth graph"
-        return stored["renderer"], stored.get("reason", "")
+        return stored["renderer"], stored.get("reason", "") + shown
+
+    def defaults(self, most: int = MAX_SHOTS) -> list[tuple[int, int, str]]:
+        """(fewest photos, most photos, renderer) for each run of photo counts 1..`most` that `default` gives the
+        same renderer: what the app says `auto` will pick before any photo is given."""
+        runs: list[tuple[int, int, str]] = []
+        for photos in range(1, most + 1):
+            renderer = self.default(photos)[0]
+            if runs and runs[-1][2] == renderer:
+                runs[-1] = (runs[-1][0], photos, renderer)
+            else:
+                runs.append((photos, photos, renderer))
+        return runs
 
     def mouth(self, settings: SessionSettings) -> OnnxModel | None:
         """The mouth refiner's graph, when the folder has one (`heads export --mouth-refiner`)."""

@@ -8,6 +8,11 @@ no other metric worse than the warp's by more than the noise of the comparison (
 per-clip differences, which pair each clip with itself; a metric with a target, sharpness, by its distance from it:
 `Metric.shortfall`). Where both pass, the larger least mouth gain over T wins. A model without such a table gets
 the warp, and the reason says so: a claim nobody measured is not a default.
+
+The same rule is also applied to each T alone (`by_shots`): a renderer may fix the one-photo warp's mouth, which
+has nothing better to show, and add little where eight photos already hold a mouth like the target's. The app then
+follows the row of the T nearest to the number of photos a person gives (`demo.renderers.ModelFolder.default`),
+so a person with one portrait gets what measured best with one photo.
 """
 
 from __future__ import annotations
@@ -64,13 +69,14 @@ def stored(folder: Path | None, model_id: str, out: Path) -> dict:
     (out / "evaluation.md").write_text((folder / "results.md").read_text())
     clean = json.loads(json.dumps(result["comparison"]).replace("NaN", "null"))
     return {"renderer": result["renderer"], "reason": result["reason"], "evaluation": "evaluation.md",
-            "shots": result["shots"], "comparison": clean}
+            "shots": result["shots"], "by_shots": result["by_shots"], "comparison": clean}
 
 
 def verdict(folder: Path) -> dict:
     """The default renderer by the evaluation in `folder` (written by `heads evaluate`): {"renderer", "reason",
     "shots", "comparison"}; the comparison holds, per candidate renderer, T and metric, the paired difference, its
-    standard error and the clip count (pooled metrics: the two values)."""
+    standard error and the clip count (pooled metrics: the two values); "by_shots" holds, per T, the renderer and
+    reason of the same rule applied to that T alone."""
     try:
         per_video = [json.loads(line) for line in (folder / "per_video.jsonl").read_text().splitlines() if line]
         with open(folder / "results.csv") as f:
@@ -78,10 +84,23 @@ def verdict(folder: Path) -> dict:
     except (OSError, ValueError) as error:
         raise UserError(f"{folder} is not a `heads evaluate` output folder ({error})") from None
     warp_shots = {r["T"] for r in per_video if r["method"] == WARP}
-    judged = {renderer: _judge(per_video, table, label, sorted({r["T"] for r in per_video if r["method"] == label}
-                                                                & warp_shots))
-              for renderer, label in CANDIDATES.items()}
-    judged = {renderer: result for renderer, result in judged.items() if result["shots"]}
+    shots = {renderer: sorted({r["T"] for r in per_video if r["method"] == label} & warp_shots)
+             for renderer, label in CANDIDATES.items()}
+
+    def judged_at(only: set[int]) -> dict[str, dict]:
+        judged = {renderer: _judge(per_video, table, label, [t for t in shots[renderer] if t in only])
+                  for renderer, label in CANDIDATES.items()}
+        return {renderer: result for renderer, result in judged.items() if result["shots"]}
+
+    every = set().union(*shots.values())
+    overall = _decide(judged_at(every))
+    overall["by_shots"] = {str(t): {key: value for key, value in _decide(judged_at({t})).items()
+                                    if key in ("renderer", "reason")} for t in sorted(every)}
+    return overall
+
+
+def _decide(judged: dict[str, dict]) -> dict:
+    """The default among the judged candidates (`_judge` results): {"renderer", "reason", "shots", "comparison"}."""
     if not judged:
         return {"renderer": "warp", "reason": f"the evaluation holds no {' or '.join(CANDIDATES.values())} rows "
                 f"beside the {WARP} row to compare", "shots": [], "comparison": {}}

@@ -11,6 +11,7 @@ target's pixels are. One home for this geometry: training, `heads evaluate` and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -64,3 +65,17 @@ class MouthCrop:
         out = image.copy()
         out[y0:y1, x0:x1] = np.clip(np.round(out[y0:y1, x0:x1] + delta), 0, 255).astype(np.uint8)
         return out
+
+
+def correct_mouths(images: np.ndarray, points: np.ndarray,
+                   correct: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """(B, H, W, 3) uint8 images and (B, 68, 2) target landmarks in their pixels -> the images with each mouth
+    corrected (new arrays): every mouth is cut (B, CROP, CROP, 3) uint8 with its (B, 2, CROP, CROP) lip masks, and
+    `correct(crops, lips)` gives the (B, CROP, CROP, 3) corrections in grey levels, added back at each image's own
+    resolution. The one loop around a refiner, whichever runtime it has (onnxruntime in the app, torch in
+    training and evaluation)."""
+    where = [MouthCrop.at(p, image.shape) for image, p in zip(images, points, strict=True)]
+    crops = np.stack([w.cut(image) for w, image in zip(where, images, strict=True)])
+    lips = np.stack([w.masks(p) for w, p in zip(where, points, strict=True)])
+    corrections = correct(crops, lips)
+    return np.stack([w.add(image, c) for w, image, c in zip(where, images, corrections, strict=True)])

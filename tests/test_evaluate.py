@@ -23,19 +23,19 @@ from training.data import SyntheticEpisodes, to_uint8
 from training.evaluate import (
     COLUMNS,
     Clip,
+    HoldoutWarps,
     append_jsonl,
     load_clips,
     plain_warp_frames,
     score,
-    split_frames,
     still_frames,
-    warp_frames,
     write_tables,
 )
 from training.evaluate_cross import MOVING_MOUTH, Target, assign
 from training.fewshot_config import METRICS, EvaluateConfig
 from training.metrics.registry import METRICS as REGISTRY
 from training.models import Networks
+from training.protocol import split_frames
 
 CLIPS = ("LivePortrait/assets/examples/driving/d18.mp4", "LivePortrait/assets/examples/driving/d19.mp4")
 
@@ -61,9 +61,9 @@ def test_baselines():
     still = still_frames(clip, personal[4], holdout)
     assert still.shape == (4, 64, 64, 3) and (still == clip.frames[0]).all()
     # Driven by a personalization frame's own landmarks, the warp returns that frame.
-    same = warp_frames(clip, personal[4], personal[4][1:2])
+    same = HoldoutWarps(clip, personal[4], personal[4][1:2]).frames
     assert np.abs(same[0].astype(int) - clip.frames[personal[4][1]]).mean() < 1.0
-    assert warp_frames(clip, personal[4], holdout).shape == (4, 64, 64, 3)
+    assert HoldoutWarps(clip, personal[4], holdout).frames.shape == (4, 64, 64, 3)
 
 
 def test_plain_warp_baseline():
@@ -73,7 +73,7 @@ def test_plain_warp_baseline():
     same = plain_warp_frames(clip, personal[4], personal[4][1:2])  # synthetic: warps at R
     assert np.abs(same[0].astype(int) - clip.frames[personal[4][1]]).mean() < 1.0
     assert plain_warp_frames(clip, personal[4], holdout).shape == (4, 64, 64, 3)
-    assert not (plain_warp_frames(clip, personal[4], holdout) == warp_frames(clip, personal[4], holdout)).all()
+    assert not (plain_warp_frames(clip, personal[4], holdout) == HoldoutWarps(clip, personal[4], holdout).frames).all()
 
     def read_full(rows):  # the same clip "stored" at 128 px
         big = np.stack([cv2.resize(f, (128, 128), interpolation=cv2.INTER_CUBIC) for f in clip.frames[rows]])

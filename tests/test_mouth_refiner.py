@@ -44,7 +44,7 @@ def _trained(seed: int = 0) -> MouthRefiner:
 
 def test_an_untrained_refiner_returns_the_warp_exactly():
     image = np.random.default_rng(0).integers(0, 256, (240, 200, 3), np.uint8)
-    np.testing.assert_array_equal(refine(MouthRefiner().eval(), image, _mouth()), image)
+    np.testing.assert_array_equal(refine(MouthRefiner().eval(), image[None], _mouth()[None])[0], image)
 
 
 def test_the_crop_is_the_metrics_mouth_box_at_any_resolution():
@@ -80,7 +80,7 @@ def test_a_trained_correction_stays_within_the_lips_and_the_box():
     assert torch.all(correction[region.expand_as(correction) == 0] == 0)  # nothing outside the grown outer lips
     assert torch.all((warp + correction).abs() <= 1.0 + 1e-6)
     image = rng.integers(0, 256, (240, 200, 3), np.uint8)
-    out = refine(model, image, _mouth())
+    out = refine(model, image[None], _mouth()[None])[0]
     x0, y0, x1, y1 = where.box
     changed = np.argwhere(np.any(out != image, -1))
     assert len(changed) and changed[:, 0].min() >= y0 and changed[:, 0].max() < y1
@@ -170,7 +170,7 @@ def test_train_evaluate_export_and_animate(media, tmp_path):
     assert isinstance(persona.renderer, MouthRenderer) and "mouth refiner" in persona.description
     targets = persona.renderer.sources.points[:1] + np.r_[[0.0] * 62 + [3.0] * 3 + [0.0] * 3][None, :, None] * [0, 1]
     refined, plain = persona.renderer.render(targets)[0], warp.renderer.render(targets)[0]
-    expected = refine(load(tmp_path / "mouth"), plain, targets[0])
+    expected = refine(load(tmp_path / "mouth"), plain[None], targets[:1])[0]
     assert np.abs(refined.astype(int) - expected).max() <= 1  # ONNX and PyTorch agree to a grey level
     x0, y0, x1, y1 = MouthCrop.at(targets[0], plain.shape).box
     outside = np.ones(plain.shape[:2], bool)

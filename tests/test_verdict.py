@@ -18,16 +18,16 @@ METRICS = ("ssim", "lpips", "akd", "mouth", "eye", "sharpness", "mouth_ssim")
 
 
 def _evaluation(folder: Path, gain: dict[str, float], fid: tuple[float, float] = (40.0, 50.0), clips: int = 12,
-                model_id: str = "m1", label: str = "FF") -> Path:
+                model_id: str = "m1", label: str = "FF", at: dict[int, dict[str, float]] | None = None) -> Path:
     """A `heads evaluate` folder with warp and `label` rows (FF, or the mouth refiner's) at T = 1 and 8: that row =
-    warp + gain[metric] (+ small per-clip noise); fid = (that row's, warp's)."""
+    warp + gain[metric] (+ small per-clip noise), or at[T][metric] at a T of `at`; fid = (that row's, warp's)."""
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
     rows, table = [], []
     for t in (1, 8):
         for video in range(clips):
             warp = {m: float(rng.uniform(0.4, 0.9)) for m in METRICS}
-            ff = {m: warp[m] + gain.get(m, 0.0) + float(rng.normal(0, 0.002)) for m in METRICS}
+            ff = {m: warp[m] + (at or {}).get(t, gain).get(m, 0.0) + float(rng.normal(0, 0.002)) for m in METRICS}
             rows += [{"video": f"v{video}", "method": "warp", "T": t, **warp},
                      {"video": f"v{video}", "method": label, "T": t, **ff}]
         table += [{"method": "warp", "T": t, "fid": fid[1]}, {"method": label, "T": t, "fid": fid[0]}]
@@ -65,6 +65,29 @@ def test_the_mouth_refiner_is_judged_by_the_same_rule(tmp_path):
     short = verdict(_evaluation(tmp_path / "b", {"mouth_ssim": MOUTH_GAIN / 2}, label="warp + mouth"))
     assert short["renderer"] == "warp" and "the mouth refiner: mouth SSIM" in short["reason"]
     assert verdict(_evaluation(tmp_path / "c", {}, label="still frame"))["renderer"] == "warp"  # nothing to judge
+
+
+def test_each_t_is_also_judged_alone_and_the_photo_count_picks_the_row(tmp_path):
+    """A refiner that fixes the one-photo mouth and adds little with eight photos: not the default over every T,
+    but the default for a person with one or two photos (the T = 1 row is the nearest on a log scale)."""
+    from demo.renderers import ModelFolder
+
+    folder = _evaluation(tmp_path / "eval", {}, label="warp + mouth",
+                         at={1: {"mouth_ssim": MOUTH_GAIN + 0.02}, 8: {"mouth_ssim": MOUTH_GAIN / 3}})
+    result = verdict(folder)
+    assert result["renderer"] == "warp" and "mouth SSIM" in result["reason"]
+    assert result["by_shots"]["1"]["renderer"] == "mouth" and "at T = 1" in result["by_shots"]["1"]["reason"]
+    assert result["by_shots"]["8"]["renderer"] == "warp" and "T=8" in result["by_shots"]["8"]["reason"]
+    default = stored(folder, "m1", tmp_path / "model")
+    model = ModelFolder(tmp_path / "model", {"graphs": {"mouth": {}}, "default": default})
+    assert [model.default(n)[0] for n in (1, 2, 3, 8, 32)] == ["mouth", "mouth", "warp", "warp", "warp"]
+    assert model.default(2)[1].endswith("(the T = 1 row, nearest to 2 photos)")
+    assert model.default()[0] == "warp"  # no count: the verdict over every T
+    assert model.defaults() == [(1, 2, "mouth"), (3, 32, "warp")]
+    model.manifest["graphs"] = {}  # a folder without the refiner's graph never picks it
+    assert model.defaults() == [(1, 32, "warp")]
+    del model.manifest["default"]["by_shots"]  # exported before rows were judged alone: the overall verdict
+    assert model.default(1)[0] == "warp"
 
 
 def test_sharpness_compares_by_its_distance_from_one():
@@ -105,7 +128,7 @@ def test_auto_follows_the_model_folder_and_says_why(media, tmp_path):
                            source=(str(media / "LivePortrait/assets/examples/driving/d19.jpg"),),
                            limits=LimitsConfig(max_frames=2), progress=False)
     assert config.renderer == "auto"
-    expected, why = pipeline.model.default
+    expected, why = pipeline.model.default(1)
     persona, notices = pipeline.personalize(config)
     assert persona.description.startswith("warp" if expected == "warp" else "neural")
     assert [n for n in notices if n.startswith("Renderer:")] == [f"Renderer: {expected}, because {why}."]

@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 import cv2
@@ -36,6 +36,7 @@ from training.mouth_refiner import MouthRefiner, refine
 from training.mouth_refiner import load as load_mouth_refiner
 from training.phases import resolve_device
 from training.prepared import PreparedEpisodes
+from training.protocol import split_frames
 
 LABELS = {"still": "still frame", "plainwarp": "plain warp", "warp": "warp", "mouth": "warp + mouth", "ff": "FF",
           "ft": "FT"}
@@ -57,64 +58,60 @@ class Clip:
     on demand (a clip at 256 px would take 50 MB held whole); None where R is all there is (synthetic clips)."""
 
 
-def split_frames(count: int, shots: tuple[int, ...], holdout: int) -> tuple[dict[int, np.ndarray], np.ndarray]:
-    """Frame indices: T evenly spaced in the first half for each T (the first frame always among them), and
-    `holdout` evenly spaced in the second half, so personalization and hold-out never share a frame."""
-    half = count // 2
-    if half < max(shots) or count - half < holdout:
-        raise ValueError(f"{count} frames cannot give {max(shots)} personalization + {holdout} hold-out frames")
-    personal = {t: np.unique(np.linspace(0, half - 1, t).round().astype(int)) for t in shots}
-    return personal, np.linspace(half, count - 1, holdout).round().astype(int)
-
-
 def still_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.ndarray:
     """Baseline: the first personalization frame, repeated for every hold-out frame."""
     return np.repeat(clip.frames[personal[:1]], len(holdout), 0)
 
 
-def _warped_at_data_resolution(clip: Clip, personal: np.ndarray, holdout: np.ndarray,
-                               warp: Callable[[np.ndarray, np.ndarray], Callable[[np.ndarray], np.ndarray]]
-                               ) -> np.ndarray:
-    """`warp(frames, points)` -> a function from target landmarks to an image, run on the personalization frames at
-    the dataset's own resolution (256 px for `heads prepare`'s default), its results shrunk to the evaluation's
-    the way the real frames were shrunk (INTER_AREA, as training.prepared reads them): a warp renderer works on the
-    photo at its own resolution, as the app's does, and loses no detail to resampling at the model's resolution.
-    Synthetic clips warp at R."""
-    size = clip.frames.shape[1]
+def _at_data_resolution(clip: Clip, personal: np.ndarray, holdout: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The personalization frames, their landmarks and the hold-out's landmarks at the dataset's own resolution
+    (256 px for `heads prepare`'s default): a warp renderer works on the photo at its own resolution, as the app's
+    does, and loses no detail to resampling at the model's resolution. Synthetic clips: at R."""
     if clip.read_full is None:
-        frames, points, targets = clip.frames[personal], clip.points[personal], clip.points[holdout]
-    else:
-        frames, points = clip.read_full(personal)
-        scale = frames.shape[1] / size
-        targets = (clip.points[holdout] + 0.5) * scale - 0.5  # pixel-centre coordinates, as training.prepared
-    render = warp(frames, points)
-    out = [render(target) for target in targets]
-    if out[0].shape[0] != size:
-        out = [cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in out]
-    return np.stack(out)
+        return clip.frames[personal], clip.points[personal], clip.points[holdout]
+    frames, points = clip.read_full(personal)
+    scale = frames.shape[1] / clip.frames.shape[1]
+    return frames, points, (clip.points[holdout] + 0.5) * scale - 0.5  # pixel-centre coordinates, as training.prepared
 
 
-def warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.ndarray:
-    """The app's classical renderer (`faces.warp.MultiSourceWarp.image`): the personalization frame nearest in
-    expression and pose, warped onto each hold-out's landmarks, with the head's motion fading out beyond the face,
-    an open mouth taken from the frame whose lips are nearest, and the mouth filled."""
+def _shrunk(clip: Clip, images: list[np.ndarray]) -> np.ndarray:
+    """Images at the dataset's resolution -> (N, R, R, 3) at the evaluation's, shrunk the way the real frames were
+    (INTER_AREA, as training.prepared reads them)."""
+    size = clip.frames.shape[1]
+    if images[0].shape[0] != size:
+        images = [cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in images]
+    return np.stack(images)
 
-    def make(frames: np.ndarray, points: np.ndarray):
+
+class HoldoutWarps:
+    """The app's classical renderer (`faces.warp.MultiSourceWarp.image`) on one clip's hold-out frames from one set
+    of personalization frames: the personalization frame nearest in expression and pose, warped onto each hold-out's
+    landmarks at the dataset's own resolution, with the head's motion fading out beyond the face, an open mouth taken
+    from the frame whose lips are nearest, and the mouth filled.
+
+    Made on first use and kept: the warp row, the mouth refiner's row (which corrects these very frames at the
+    dataset's resolution, as the app corrects them at the photo's) and a refining model (which refines them) share
+    one warp per hold-out frame and T."""
+
+    def __init__(self, clip: Clip, personal: np.ndarray, holdout: np.ndarray):
+        self.clip, self.personal, self.holdout = clip, personal, holdout
+
+    @cached_property
+    def _full(self) -> tuple[list[np.ndarray], np.ndarray]:
+        frames, points, targets = _at_data_resolution(self.clip, self.personal, self.holdout)
         warp = MultiSourceWarp(list(frames), points)
-        return warp.image
+        return [warp.image(target) for target in targets], targets
 
-    return _warped_at_data_resolution(clip, personal, holdout, make)
+    @cached_property
+    def frames(self) -> np.ndarray:
+        """(N, R, R, 3) uint8: the warp renderer's frames at the evaluation's resolution."""
+        return _shrunk(self.clip, self._full[0])
 
-
-def mouth_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray, refiner: MouthRefiner) -> np.ndarray:
-    """The warp renderer's frames (`warp_frames`), each with its mouth corrected by the refiner at the dataset's
-    own resolution, as the app corrects it at the photo's, before the frame is shrunk to the evaluation's."""
-
-    def make(frames: np.ndarray, points: np.ndarray):
-        warp = MultiSourceWarp(list(frames), points)
-        return lambda target: refine(refiner, warp.image(target), target)
-
-    return _warped_at_data_resolution(clip, personal, holdout, make)
+    def refined(self, refiner: MouthRefiner) -> np.ndarray:
+        """(N, R, R, 3) uint8: the same frames, each mouth corrected by `refiner` before the frame is shrunk."""
+        images, targets = self._full
+        return _shrunk(self.clip, list(refine(refiner, np.stack(images), targets)))
 
 
 def plain_warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> np.ndarray:
@@ -122,13 +119,10 @@ def plain_warp_frames(clip: Clip, personal: np.ndarray, holdout: np.ndarray) -> 
     landmarks by the plainest piecewise-affine warp of the whole frame (faces.plain_warp, kept apart from the
     app's improving faces.warp so that the baseline does not move), triangulated on the 68 landmarks and the
     frame's fixed corners and edge midpoints only: no head points, so everything outside the face is stretched
-    between the jaw and the frame's edge."""
-
-    def make(frames: np.ndarray, points: np.ndarray):
-        warps = [PlainWarp(frame, p) for frame, p in zip(frames, points, strict=True)]
-        return lambda target: warps[nearest_source(points, target)].warp(target)
-
-    return _warped_at_data_resolution(clip, personal, holdout, make)
+    between the jaw and the frame's edge. Warped at the dataset's resolution, as `HoldoutWarps`."""
+    frames, points, targets = _at_data_resolution(clip, personal, holdout)
+    warps = [PlainWarp(frame, p) for frame, p in zip(frames, points, strict=True)]
+    return _shrunk(clip, [warps[nearest_source(points, target)].warp(target) for target in targets])
 
 
 def score(fake: np.ndarray, real: np.ndarray, driving: np.ndarray, metrics: tuple[str, ...],
@@ -181,23 +175,26 @@ def append_jsonl(out: Path, rows: list[dict], header: dict) -> None:
 
 
 def generate(networks: Networks, clip: Clip, method: str, personal: np.ndarray, holdout: np.ndarray,
-             tune: FinetuneSettings, progress: bool, refiner: MouthRefiner | None = None) -> np.ndarray:
-    """One method's (N, R, R, 3) uint8 re-rendering of the hold-out frames from T personalization frames."""
+             tune: FinetuneSettings, progress: bool, refiner: MouthRefiner | None = None,
+             warps: HoldoutWarps | None = None) -> np.ndarray:
+    """One method's (N, R, R, 3) uint8 re-rendering of the hold-out frames from T personalization frames (`warps`:
+    the warp renderer's frames of the same, shared by the methods that start from them)."""
+    warps = warps or HoldoutWarps(clip, personal, holdout)
     if method == "still":
         return still_frames(clip, personal, holdout)
     if method == "warp":
-        return warp_frames(clip, personal, holdout)
+        return warps.frames
     if method == "mouth":
         if refiner is None:
             raise ValueError("the mouth method needs a mouth refiner")
-        return mouth_frames(clip, personal, holdout, refiner)
+        return warps.refined(refiner)
     if method == "plainwarp":
         return plain_warp_frames(clip, personal, holdout)
     settings = FEED_FORWARD if method == "ff" else tune
     avatar = personalize(networks, clip.frames[personal], clip.landmark_images[personal], settings,
                          clip.points[personal], progress=progress)
     # A refining model refines the very warp of the `warp` row: the comparison isolates what it adds.
-    warped = warp_frames(clip, personal, holdout) if networks.cfg.refines else None
+    warped = warps.frames if networks.cfg.refines else None
     return render(networks, avatar, clip.landmark_images[holdout], clip.points[holdout], warped=warped)
 
 
@@ -229,11 +226,13 @@ def evaluate_clips(networks: Networks, clips: list[Clip], cfg: EvaluateConfig, o
         cache: dict[str, tuple[np.ndarray, dict]] = {}  # the still frame does not depend on T: made and scored once
         for t in cfg.shots:
             personal, outputs = personal_sets[t], {}
+            warps = HoldoutWarps(clip, personal, holdout)
             for method in cfg.methods:
                 if method in cache:
                     images, result = cache[method]
                 else:
-                    images = generate(networks, clip, method, personal, holdout, cfg.tune, cfg.progress, refiner)
+                    images = generate(networks, clip, method, personal, holdout, cfg.tune, cfg.progress, refiner,
+                                      warps)
                     result = score(images, real, driving, cfg.metrics, cfg.lpips_net)
                     for name in pooled:
                         features[(name, _pool_key(method, t))].append(METRICS[name].features(images))

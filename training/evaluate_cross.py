@@ -20,9 +20,11 @@ Photos and paintings get separate rows: paintings are outside what the detector 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,21 +115,29 @@ def assign(drivers: list[Clip], entries: dict[str, dict], targets: list[Target])
     return out
 
 
-def animate(method: str, networks: Networks | None, target: Target, points: np.ndarray,
-            refiner: MouthRefiner | None = None) -> np.ndarray:
-    """(N, 68, 2) retargeted landmarks -> (N, R, R, 3) uint8 frames of `target` by `method`."""
+def warped(target: Target, points: np.ndarray) -> np.ndarray:
+    """(N, 68, 2) retargeted landmarks -> (N, R, R, 3) uint8: the warp renderer's frames of `target`, which the
+    warp row shows, the mouth refiner corrects and a refining model refines (made once per pair: `animate`)."""
     warp = MultiSourceWarp([target.frame], target.points[None])
+    return np.stack([warp.image(p) for p in points])
+
+
+def animate(method: str, networks: Networks | None, target: Target, points: np.ndarray,
+            refiner: MouthRefiner | None = None, warps: Callable[[], np.ndarray] | None = None) -> np.ndarray:
+    """(N, 68, 2) retargeted landmarks -> (N, R, R, 3) uint8 frames of `target` by `method`; `warps()` gives the
+    pair's `warped` frames (kept by the caller, so that the methods that start from them share one warp)."""
+    warps = warps or functools.partial(warped, target, points)
     if method == "warp":
-        return np.stack([warp.image(p) for p in points])
+        return warps()
     if method == "mouth":
         assert refiner is not None
-        return np.stack([refine(refiner, warp.image(p), p) for p in points])
+        return refine(refiner, warps(), points)
     assert networks is not None
     size = target.frame.shape[0]
     avatar = personalize(networks, target.frame[None], draw_landmarks(target.points, size)[None], FEED_FORWARD,
                          target.points[None])
-    warped = np.stack([warp.image(p) for p in points]) if networks.cfg.refines else None  # what it refines
-    return render(networks, avatar, np.stack([draw_landmarks(p, size) for p in points]), points, warped=warped)
+    return render(networks, avatar, np.stack([draw_landmarks(p, size) for p in points]), points,
+                  warped=warps() if networks.cfg.refines else None)
 
 
 def measure(result: np.ndarray, photo: np.ndarray, driver_frames: np.ndarray, driver_points: np.ndarray) -> dict:
@@ -215,9 +225,9 @@ def evaluate_cross(cfg: CrossEvaluateConfig) -> Path:
                 driver_embeddings[driver.name] = dlib_embeddings(driver.frames[picks])[0]
             photo = dlib_embeddings(target.frame[None])[0][0]
             points = retarget(driver.points, target.points, motion)[picks]
-            outputs = {}
+            outputs, warps = {}, functools.cache(functools.partial(warped, target, points))
             for method in methods:
-                outputs[method] = animate(method, networks, target, points, refiner)
+                outputs[method] = animate(method, networks, target, points, refiner, warps)
                 r = measure(outputs[method], photo, driver_embeddings[driver.name], driver.points[picks])
                 results[(method, target.kind)].append(r)
                 log.write(json.dumps({"driver": driver.name, "target": target.name, "kind": target.kind,

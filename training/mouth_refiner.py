@@ -13,7 +13,7 @@ loss (the probe of 2026-12-07). Its last convolution starts at zero, so an untra
 training moves it away only where that pays.
 
 Read top to bottom: the network, its files (`save` / `load`, safetensors and a config), the training crops, the
-training loop, and `refine`, which applies it to a whole image as `heads evaluate` does.
+training loop, and `refine`, which applies it to whole images as `heads evaluate` does.
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ from tqdm import tqdm
 
 from base.errors import UserError
 from faces.motion import mouth_opening
-from faces.mouth_crop import CROP, MouthCrop
+from faces.mouth_crop import CROP, MouthCrop, correct_mouths
 from faces.warp import MultiSourceWarp
 from training.checkpoint import load_weights, read_config, save_pretrained
 from training.config import MouthRefinerConfig, MouthTrainConfig, from_dict, to_dict
 from training.losses import ssim_loss
 from training.prepared import PreparedEpisodes
+from training.protocol import split_frames
 
 KIND = "mouth-refiner"  # config.json's "kind": what a folder holds
 WEIGHTS = "mouth_refiner"  # <WEIGHTS>.safetensors
@@ -109,8 +110,6 @@ def training_crops(cfg: MouthTrainConfig) -> tuple[np.ndarray, np.ndarray, np.nd
     spaced in the first half), warped by the warp renderer at the stored resolution onto up to `per_clip` other
     frames with the mouth open (and a quarter as many closed), cut as the app cuts them. A bad clip is skipped with
     a message, not fatal."""
-    from training.evaluate import split_frames  # the protocol's own picks (imported here: evaluate imports us)
-
     try:
         episodes = PreparedEpisodes(cfg.data, split="train", min_frames=cfg.min_frames)
     except (FileNotFoundError, ValueError) as error:
@@ -187,9 +186,11 @@ def train(cfg: MouthTrainConfig) -> Path:
 
 
 @torch.no_grad()
-def refine(model: MouthRefiner, image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 warp renderer output and the target's (68, 2) landmarks in its pixels -> the image with its
-    mouth corrected (a new array), at the image's own resolution."""
-    where = MouthCrop.at(points, image.shape)
-    correction = model(_tensor(where.cut(image)[None]), torch.from_numpy(where.masks(points)[None]))
-    return where.add(image, correction[0].permute(1, 2, 0).numpy() * 127.5)
+def refine(model: MouthRefiner, images: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(B, H, W, 3) uint8 warp renderer output and the targets' (B, 68, 2) landmarks in its pixels -> the images
+    with their mouths corrected (new arrays), at the images' own resolution, as the app's `MouthRenderer` does."""
+
+    def correct(crops: np.ndarray, lips: np.ndarray) -> np.ndarray:
+        return model(_tensor(crops), torch.from_numpy(lips)).permute(0, 2, 3, 1).numpy() * 127.5
+
+    return correct_mouths(images, points, correct)
