@@ -198,17 +198,18 @@ class Editor:
 
 
 def _best_measured(pipeline: Pipeline) -> tuple[str, str]:
-    """What `auto` picks, by the number of photos ("mouth with 1-2 photos, warp with 3-32 photos"), and the
-    sentence the Renderer setting shows under it (why, where one renderer is best for any number of photos)."""
+    """What `auto` picks in a word (the renderer, or "by photo count"), and the sentence the Renderer setting shows
+    under it: why, where one renderer is best for any number of photos, else which for how many ("mouth with 1-2
+    photos, warp with 3-32 photos")."""
     if pipeline.model is None:
         return "warp", "Best measured: warp, because no neural model is installed."
     runs = pipeline.model.defaults()
     if len(runs) == 1:
         best, why = pipeline.model.default()
         return best, f"Best measured: {best}, because {why}."
-    best = ", ".join(f"{renderer} with {first}{'' if first == last else f'-{last}'} photo{'s' * (last > 1)}"
+    each = ", ".join(f"{renderer} with {first}{'' if first == last else f'-{last}'} photo{'s' * (last > 1)}"
                      for first, last, renderer in runs)
-    return best, f"Best measured on the test split: {best} (the notes say why once the photos are given)."
+    return "by photo count", f"Best measured on the test split: {each} (the notes say why once the photos are given)."
 
 
 class Live:

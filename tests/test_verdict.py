@@ -130,7 +130,8 @@ def test_auto_follows_the_model_folder_and_says_why(media, tmp_path):
     assert config.renderer == "auto"
     expected, why = pipeline.model.default(1)
     persona, notices = pipeline.personalize(config)
-    assert persona.description.startswith("warp" if expected == "warp" else "neural")
+    assert persona.description.startswith("neural" if expected == "neural" else "warp")
+    assert ("mouth refiner" in persona.description) == (expected == "mouth")
     assert [n for n in notices if n.startswith("Renderer:")] == [f"Renderer: {expected}, because {why}."]
     pipeline.model.manifest["default"] = {"renderer": "neural", "reason": "it measured better"}
     persona, notices = pipeline.personalize(replace(config, max_side=600))  # another cache key
