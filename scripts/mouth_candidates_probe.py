@@ -19,7 +19,9 @@ Three commands, each on the prepared media (docs/warp-guided.md, "Why T = 8 is s
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -225,6 +227,7 @@ def measure(out: str, data: str) -> None:
     model.load_state_dict(saved["state"])
     model.eval()
     clips = [c for c in load_clips(data, "test", 128) if len(c.frames) >= 64]
+    per_clip = {}
     for t in (1, 8):
         differences = []
         for clip in clips:
@@ -245,8 +248,10 @@ def measure(out: str, data: str) -> None:
             after = mouth_ssim(_shrunk(clip, fixed), real, clip.points[holdout])[0]
             if np.isfinite(before):
                 differences.append(after - before)
+                per_clip[f"{clip.name} T={t}"] = after - before
         d = np.array(differences)
         print(f"T = {t}: {len(d)} open-mouth clips, mouth SSIM {d.mean():+.4f} ± {_bootstrap_sd(d):.4f}", flush=True)
+    Path(out).with_suffix(".json").write_text(json.dumps(per_clip, indent=1))  # to pair two probes clip by clip
 
 
 if __name__ == "__main__":
@@ -257,10 +262,11 @@ if __name__ == "__main__":
     parser.add_argument("--k", type=int, default=3, help="candidates: the photos nearest by the lips")
     parser.add_argument("--control", action="store_true", help="the warp crop repeated in the candidates' place")
     parser.add_argument("--steps", type=int, default=2400)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the targets' choice, the weights and the batches")
     args = parser.parse_args()
     if args.command == "oracle":
         oracle(args.data)
     elif args.command == "train":
-        train(args.out, args.data, args.k, args.control, args.steps)
+        train(args.out, args.data, args.k, args.control, args.steps, args.seed)
     else:
         measure(args.out, args.data)
