@@ -14,6 +14,9 @@ Three commands, each on the prepared media (docs/warp-guided.md, "Why T = 8 is s
   OMP_WAIT_POLICY=PASSIVE python scripts/mouth_candidates_probe.py oracle --data data/media_prepared
   OMP_WAIT_POLICY=PASSIVE python scripts/mouth_candidates_probe.py train runs/cand3.pt --data data/media_prepared
   python scripts/mouth_candidates_probe.py measure runs/cand3.pt --data data/media_prepared
+
+A probe reaches into private helpers of the modules it probes (the evaluation's warps at the data's resolution, the
+refiner's tensor layout); nothing imports it, and it goes once its answer is in the product or ruled out.
 """
 
 from __future__ import annotations
