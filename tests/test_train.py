@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,8 +78,10 @@ def test_tiny_model_overfits_a_few_frames(tmp_path):
     cfg = tiny(tmp_path, steps=80, lr_g=2e-3, lr_d=2e-3, data=DataConfig(synthetic_videos=1), checkpoint_every=1000,
                image_every=0, log_every=10, loss=LossConfig(perceptual=(), l1=10.0, feature_matching=1.0))
     log = read_log(train(cfg))
-    first, last = log[0]["l1"], log[-1]["l1"]
-    assert last < 0.5 * first, (first, last)
+    # The late loss as the median of the last four logged values, not the last one alone: an adversarial run's single
+    # point is noisy (one thread on an AMD EPYC host, 2026-12-08: 0.104 at step 60, 0.145 at step 80, from 0.267).
+    first, late = log[0]["l1"], float(np.median([entry["l1"] for entry in log[-4:]]))
+    assert late < 0.5 * first, (first, [entry["l1"] for entry in log])
 
 
 def test_cli_dry_run_prints_the_config(capsys):
