@@ -41,6 +41,8 @@ log = logging.getLogger("heads.app")
 CONCURRENCY = int(os.environ.get("HEADS_CONCURRENCY", "1"))  # animations at once; the rest wait in the queue
 QUEUE_SIZE = int(os.environ.get("HEADS_QUEUE_SIZE", "16"))
 KEEP_SECONDS = 3600  # results older than this are deleted
+# The Renderer setting's name for each renderer (`heads animate --renderer`), also in what `auto` is said to pick.
+RENDERERS = {"neural": "Neural generator", "mouth": "Warp + learned mouth", "warp": "Classical warp"}
 LIVE_SESSIONS = int(os.environ.get("HEADS_LIVE_SESSIONS", "1"))  # webcams driving a portrait at once: a core each
 LIVE_SECONDS = int(os.environ.get("HEADS_LIVE_SECONDS", "120"))  # one live stream's length, so no one holds it
 # The webcam size the Live tab asks for. The camera frame only carries the face's landmarks (the portrait is what is
@@ -207,8 +209,8 @@ def _best_measured(pipeline: Pipeline) -> tuple[str, str]:
     if len(runs) == 1:
         best, why = pipeline.model.default()
         return best, f"Best measured: {best}, because {why}."
-    each = ", ".join(f"{renderer} with {first}{'' if first == last else f'-{last}'} photo{'s' * (last > 1)}"
-                     for first, last, renderer in runs)
+    each = ", ".join(f"{RENDERERS[renderer].lower()} with {first}{'' if first == last else f'-{last}'} photo"
+                     f"{'s' * (last > 1)}" for first, last, renderer in runs)
     return "by photo count", f"Best measured on the test split: {each} (the notes say why once the photos are given)."
 
 
@@ -301,9 +303,9 @@ def build(pipeline: Pipeline | None = None, limits: LimitsConfig | None = None) 
                     # (demo.renderers.ModelFolder.default); the notes say why once photos are given.
                     best, why = _best_measured(pipeline)
                     renderer = gr.Radio(
-                        [(f"Best measured ({best})", "auto"), ("Neural generator", "neural"),
-                         *([("Warp + learned mouth", "mouth")] if pipeline.mouth is not None else []),
-                         ("Classical warp (instant)", "warp")],
+                        [(f"Best measured ({best})", "auto"), (RENDERERS["neural"], "neural"),
+                         *([(RENDERERS["mouth"], "mouth")] if pipeline.mouth is not None else []),
+                         (f"{RENDERERS['warp']} (instant)", "warp")],
                         value="auto", label="Renderer", info=why,
                     )
                     personalization = gr.Radio(
