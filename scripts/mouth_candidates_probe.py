@@ -39,7 +39,7 @@ from training.evaluate import HoldoutWarps, _at_data_resolution, _shrunk, load_c
 from training.losses import ssim_loss
 from training.metrics.mouth_ssim import OPEN_MOUTH, mouth_ssim
 from training.metrics.ssim import WINDOW, ssim
-from training.mouth_refiner import GROW, OPEN, _tensor
+from training.mouth_refiner import GROW, _tensor, training_picks
 from training.prepared import PreparedEpisodes
 from training.protocol import split_frames
 
@@ -166,13 +166,7 @@ def _crops(data: str, k: int, control: bool, seed: int = 0) -> tuple[np.ndarray,
     for video in range(episodes.num_videos):
         points = episodes.points(video)
         for t_shots in (1, 8):
-            photos = split_frames(len(points), (t_shots,), 1)[0][t_shots]
-            rng = np.random.default_rng([seed, video, t_shots])
-            free = ~np.isin(np.arange(len(points)), photos)
-            opening = mouth_opening(points)
-            opened, closed = np.flatnonzero((opening > OPEN) & free), np.flatnonzero((opening <= OPEN) & free)
-            targets = np.sort(np.concatenate([rng.choice(opened, min(40, len(opened)), replace=False),
-                                              rng.choice(closed, min(10, len(closed)), replace=False)]).astype(int))
+            photos, targets = training_picks(points, t_shots, 40, [seed, video, t_shots])
             if not len(targets):
                 continue
             sources, source_points = episodes.read(video, photos)

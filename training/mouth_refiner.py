@@ -103,6 +103,22 @@ def _tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
+def training_picks(points: np.ndarray, t_shots: int, per_clip: int, seed: list[int]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """One clip's (F, 68, 2) landmarks -> the T photos `heads evaluate` would pick (`training.protocol`) and the
+    sorted training targets among the other frames: up to `per_clip` with the mouth open and a quarter as many
+    closed (so closed mouths stay closed), drawn by `seed`."""
+    photos = split_frames(len(points), (t_shots,), 1)[0][t_shots]
+    rng = np.random.default_rng(seed)
+    free = ~np.isin(np.arange(len(points)), photos)
+    opening = mouth_opening(points)
+    opened = np.flatnonzero((opening > OPEN) & free)
+    closed = np.flatnonzero((opening <= OPEN) & free)
+    targets = np.sort(np.concatenate([rng.choice(opened, min(per_clip, len(opened)), replace=False),
+                                      rng.choice(closed, min(per_clip // 4, len(closed)), replace=False)]).astype(int))
+    return photos, targets
+
+
 def training_crops(cfg: MouthTrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N, CROP, CROP, 3) warp crops, the real frames' crops, (N, 2, CROP, CROP) lip masks, from the training split.
 
@@ -119,15 +135,7 @@ def training_crops(cfg: MouthTrainConfig) -> tuple[np.ndarray, np.ndarray, np.nd
         try:
             points = episodes.points(video)
             for t_shots in cfg.shots:
-                photos = split_frames(len(points), (t_shots,), 1)[0][t_shots]
-                rng = np.random.default_rng([cfg.seed, video, t_shots])
-                free = ~np.isin(np.arange(len(points)), photos)
-                opening = mouth_opening(points)
-                opened = np.flatnonzero((opening > OPEN) & free)
-                closed = np.flatnonzero((opening <= OPEN) & free)
-                targets = np.sort(np.concatenate([
-                    rng.choice(opened, min(cfg.per_clip, len(opened)), replace=False),
-                    rng.choice(closed, min(cfg.per_clip // 4, len(closed)), replace=False)]).astype(int))
+                photos, targets = training_picks(points, t_shots, cfg.per_clip, [cfg.seed, video, t_shots])
                 if not len(targets):
                     continue
                 sources, source_points = episodes.read(video, photos)
